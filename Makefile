@@ -1,0 +1,49 @@
+# One entry point for people and CI. `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help install run sim test lint typecheck unit bench control-plane dev-cluster clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(BIN)/tradingsystem: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/tradingsystem ## create .venv and install the package with dev tools
+
+run: install ## run the whole pipeline offline on the embedded simulator
+	$(BIN)/tradingsystem run
+
+sim: install ## run only the Alpaca-compatible simulator on 127.0.0.1:8090
+	$(BIN)/tradingsystem sim
+
+control-plane: ## build (or reuse) etcd, kube-apiserver, kube-controller-manager, helm
+	bash hack/build-control-plane.sh
+
+lint: install ## ruff
+	$(BIN)/ruff check components operator tests bench
+	$(BIN)/ruff format --check components operator tests bench
+
+typecheck: install ## mypy on the packages
+	$(BIN)/mypy
+
+test: install control-plane lint typecheck ## everything CI runs
+	$(BIN)/pytest -q -p no:cacheprovider
+
+unit: install ## fast tests only (no control plane, no processes)
+	$(BIN)/pytest -q -m 'not k8s and not e2e'
+
+bench: install ## benchmarks, printed as tables
+	$(BIN)/python -m bench
+
+dev-cluster: install control-plane ## start etcd + kube-apiserver + controller-manager for kubectl
+	$(BIN)/tradingsystem-operator dev-cluster
+
+clean: ## remove the venv and caches (not the control-plane binaries)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis var

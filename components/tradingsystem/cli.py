@@ -1,0 +1,130 @@
+"""``tradingsystem``: one CLI for the whole platform.
+
+Each service subcommand loads the validated configuration and hands it to the service's
+``run(settings) -> int``. Imports are lazy so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from tradingsystem import __version__
+from tradingsystem.common.config import ConfigError, Settings, load_settings
+
+# subcommand -> (module with run(settings) -> int, one-line help)
+SERVICES: dict[str, tuple[str, str]] = {
+    "market-data": ("tradingsystem.marketdata.service", "stream ticks from Alpaca (or the simulator) to PUB :5555"),
+    "signal-bridge": ("tradingsystem.signals.service", "turn market data into strategy signals on PUB :5556"),
+    "risk-manager": ("tradingsystem.risk.service", "approve or reject intended orders; positions, P&L, kill switch"),
+    "execution-engine": ("tradingsystem.execution.service", "submit approved orders to the broker, report fills"),
+}
+
+EPILOG = """\
+configuration: --config FILE (YAML), then env TS_<SECTION>__<FIELD> (e.g. TS_RISK__MAX_ORDER_QTY=50);
+credentials only from ALPACA_API_KEY / ALPACA_SECRET_KEY.
+
+examples:
+  tradingsystem run                      # everything offline on the embedded simulator
+  ALPACA_API_KEY=... ALPACA_SECRET_KEY=... tradingsystem run --paper
+  tradingsystem sim --port 8090          # the Alpaca-compatible simulator alone
+  tradingsystem risk-manager --config prod.yaml
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML configuration file (default: $TS_CONFIG)")
+    p.add_argument("--symbols", metavar="SYM,SYM", help="override the symbols, comma-separated")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="override log level")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tradingsystem",
+        description="Kubernetes-native algorithmic trading: market data -> signals -> risk -> execution.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="start the simulator (unless --paper/--live) and all four services, print a live summary",
+        description="Start the whole pipeline as separate processes and print a live summary until Ctrl-C.",
+    )
+    _common(run)
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--paper", action="store_true", help="trade Alpaca paper (needs ALPACA_API_KEY/SECRET)")
+    mode.add_argument("--live", action="store_true", help="trade real money (needs live_confirmation in config)")
+    run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: until Ctrl-C)")
+
+    for name, (_, help_) in SERVICES.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        _common(p)
+
+    sim = sub.add_parser(
+        "sim",
+        help="run the Alpaca-compatible market and broker simulator",
+        description="Serve Alpaca's REST and websocket protocols on loopback for unmodified alpaca-py.",
+    )
+    _common(sim)
+    sim.add_argument("--host", help="bind address (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, help="port (default 8090)")
+    sim.add_argument("--seed", type=int, help="random seed of the synthetic prices")
+    sim.add_argument("--tick-rate", type=float, help="ticks per second per symbol")
+
+    keys = sub.add_parser(
+        "keys",
+        help="generate CurveZMQ key pairs for the four services",
+        description="Write <service>.key and <service>.key_secret for each service into DIR.",
+    )
+    keys.add_argument("directory", metavar="DIR")
+    return parser
+
+
+def _settings(args: argparse.Namespace, **extra: object) -> Settings:
+    overrides: dict[str, object] = dict(extra)
+    if getattr(args, "symbols", None):
+        overrides["symbols"] = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+    if getattr(args, "log_level", None):
+        overrides["log_level"] = args.log_level
+    return load_settings(getattr(args, "config", None), **overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command in SERVICES:
+            module = importlib.import_module(SERVICES[args.command][0])
+            return int(module.run(_settings(args)))
+        if args.command == "sim":
+            sim_over = {k: v for k, v in (("host", args.host), ("port", args.port), ("seed", args.seed),
+                                          ("tick_rate", args.tick_rate)) if v is not None}
+            from tradingsystem.sim.server import run as run_sim
+
+            return run_sim(_settings(args, **({"sim": sim_over} if sim_over else {})))
+        if args.command == "run":
+            from tradingsystem.supervisor import run_all
+
+            mode = "paper" if args.paper else "live" if args.live else None
+            return run_all(_settings(args, **({"mode": mode} if mode else {})), duration=args.duration)
+        if args.command == "keys":
+            from pathlib import Path
+
+            from tradingsystem.common.bus import gen_curve_keypair
+
+            for name in (*SERVICES, "client"):
+                pub, sec = gen_curve_keypair(Path(args.directory), name)
+                print(f"wrote {pub} and {sec}")
+            return 0
+    except ConfigError as exc:
+        print(f"tradingsystem: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

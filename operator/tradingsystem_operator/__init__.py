@@ -1,0 +1,1 @@
+"""kopf operator that reconciles TradingSystem resources."""
