@@ -98,8 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command in SERVICES:
+            settings = _settings(args)  # validate before importing anything heavy
             module = importlib.import_module(SERVICES[args.command][0])
-            return int(module.run(_settings(args)))
+            return int(module.run(settings))
         if args.command == "sim":
             sim_over = {k: v for k, v in (("host", args.host), ("port", args.port), ("seed", args.seed),
                                           ("tick_rate", args.tick_rate)) if v is not None}

@@ -59,8 +59,10 @@ def _enable_auth(ctx: zmq.Context, keys: CurveKeys) -> None:
 
 
 class _AllowList:
+    """ZAP credentials provider: pyzmq hands the client key over Z85-encoded."""
+
     def __init__(self, keys: Iterable[bytes]) -> None:
-        self._keys = {zmq.utils.z85.decode(k) if len(k) == 40 else k for k in keys}
+        self._keys = {k if len(k) == 40 else zmq.utils.z85.encode(k) for k in keys}
 
     def callback(self, domain: str, key: bytes) -> bool:
         return key in self._keys
@@ -72,6 +74,24 @@ def gen_curve_keypair(directory: Path, name: str) -> tuple[Path, Path]:
     pub, sec = zmq.auth.create_certificates(str(directory), name)
     os.chmod(sec, 0o600)
     return Path(pub), Path(sec)
+
+
+def load_curve(keys_dir: Path | None, service: str, server: str | None = None) -> CurveKeys:
+    """Curve keys of ``service`` from a directory written by ``tradingsystem keys``.
+
+    As a publisher it accepts every client whose public key (``*.key``) is in the directory;
+    as a subscriber of ``server`` it pins that server's public key.
+    """
+    if keys_dir is None:
+        raise ValueError("bus.curve.enabled needs bus.curve.keys_dir")
+    secret_file = keys_dir / f"{service}.key_secret"
+    if not secret_file.is_file():
+        raise ValueError(f"bus.curve.keys_dir: no key pair for {service!r} ({secret_file.name} missing)")
+    public, secret = zmq.auth.load_certificate(str(secret_file))
+    assert secret is not None
+    allowed = tuple(zmq.auth.load_certificate(str(p))[0] for p in sorted(keys_dir.glob("*.key")))
+    server_public = zmq.auth.load_certificate(str(keys_dir / f"{server}.key"))[0] if server else None
+    return CurveKeys(public=public, secret=secret, server_public=server_public, allowed_clients=allowed)
 
 
 class Publisher:
@@ -175,4 +195,4 @@ class Subscriber:
         self.sock.close()
 
 
-__all__ = ["CurveKeys", "Publisher", "Received", "Subscriber", "WireError", "gen_curve_keypair"]
+__all__ = ["CurveKeys", "Publisher", "Received", "Subscriber", "WireError", "gen_curve_keypair", "load_curve"]

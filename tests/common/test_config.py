@@ -1,0 +1,87 @@
+"""Configuration: file < env precedence, field-named errors, live-mode guard, no secret leaks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tradingsystem.common.config import LIVE_CONFIRMATION, ConfigError, Mode, load_settings
+
+SECRET = "sk-very-secret-value-123"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("ALPACA_API_KEY", "ALPACA_SECRET_KEY", "TS_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_defaults_run_offline_on_the_simulator() -> None:
+    s = load_settings()
+    assert s.mode is Mode.SIM
+    assert s.alpaca.api_key is None
+
+
+def test_env_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("risk:\n  max_order_qty: 7\n  max_position_qty: 70\nsymbols: [SPY]\n")
+    assert load_settings(cfg).risk.max_order_qty == 7
+    monkeypatch.setenv("TS_RISK__MAX_ORDER_QTY", "9")
+    s = load_settings(cfg)
+    assert (s.risk.max_order_qty, s.risk.max_position_qty, s.symbols) == (9, 70, ["SPY"])
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "field"),
+    [
+        ("risk: {max_order_qty: -1}", "risk.max_order_qty"),
+        ("symbols: [aapl]", "symbols"),
+        ("symbols: []", "symbols"),
+        ("market_data: {http_port: 70000}", "market_data.http_port"),
+        ("risk: {no_such_limit: 1}", "risk.no_such_limit"),
+        ("mode: moon", "mode"),
+    ],
+)
+def test_bad_field_fails_naming_the_field(tmp_path: Path, yaml_text: str, field: str) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml_text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    assert field in str(err.value)
+
+
+def test_paper_needs_credentials_and_live_needs_confirmation(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="ALPACA_API_KEY"):
+        load_settings(mode="paper")
+    monkeypatch.setenv("ALPACA_API_KEY", "AKID")
+    monkeypatch.setenv("ALPACA_SECRET_KEY", SECRET)
+    assert load_settings(mode="paper").mode is Mode.PAPER
+    with pytest.raises(ConfigError, match="live_confirmation"):
+        load_settings(mode="live")
+    assert load_settings(mode="live", live_confirmation=LIVE_CONFIRMATION).mode is Mode.LIVE
+
+
+def test_secrets_never_render(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALPACA_API_KEY", "AKID")
+    monkeypatch.setenv("ALPACA_SECRET_KEY", SECRET)
+    s = load_settings(mode="paper")
+    assert s.alpaca.secret_key is not None and s.alpaca.secret_key.get_secret_value() == SECRET
+    assert SECRET not in repr(s) and SECRET not in str(s) and SECRET not in s.model_dump_json()
+    with pytest.raises(ConfigError) as err:
+        load_settings(mode="paper", risk={"max_order_qty": "x"})
+    assert SECRET not in str(err.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.yaml")
+
+
+def test_cli_reports_config_errors_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tradingsystem.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("risk: {max_order_qty: 0}")
+    assert main(["risk-manager", "--config", str(cfg)]) == 2
+    assert "risk.max_order_qty" in capsys.readouterr().err
