@@ -16,10 +16,19 @@ from tradingsystem.common.config import ConfigError, Settings, load_settings
 
 # subcommand -> (module with run(settings) -> int, one-line help)
 SERVICES: dict[str, tuple[str, str]] = {
-    "market-data": ("tradingsystem.marketdata.service", "stream ticks from Alpaca (or the simulator) to PUB :5555"),
+    "market-data": (
+        "tradingsystem.marketdata.service",
+        "stream ticks from Alpaca (or the simulator) to PUB :5555",
+    ),
     "signal-bridge": ("tradingsystem.signals.service", "turn market data into strategy signals on PUB :5556"),
-    "risk-manager": ("tradingsystem.risk.service", "approve or reject intended orders; positions, P&L, kill switch"),
-    "execution-engine": ("tradingsystem.execution.service", "submit approved orders to the broker, report fills"),
+    "risk-manager": (
+        "tradingsystem.risk.service",
+        "approve or reject intended orders; positions, P&L, kill switch",
+    ),
+    "execution-engine": (
+        "tradingsystem.execution.service",
+        "submit approved orders to the broker, report fills",
+    ),
 }
 
 EPILOG = """\
@@ -58,8 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--paper", action="store_true", help="trade Alpaca paper (needs ALPACA_API_KEY/SECRET)")
-    mode.add_argument("--live", action="store_true", help="trade real money (needs live_confirmation in config)")
-    run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: until Ctrl-C)")
+    mode.add_argument(
+        "--live", action="store_true", help="trade real money (needs live_confirmation in config)"
+    )
+    run.add_argument(
+        "--duration", type=float, metavar="SECONDS", help="stop after this long (default: until Ctrl-C)"
+    )
 
     for name, (_, help_) in SERVICES.items():
         p = sub.add_parser(name, help=help_, description=help_)
@@ -102,8 +115,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             module = importlib.import_module(SERVICES[args.command][0])
             return int(module.run(settings))
         if args.command == "sim":
-            sim_over = {k: v for k, v in (("host", args.host), ("port", args.port), ("seed", args.seed),
-                                          ("tick_rate", args.tick_rate)) if v is not None}
+            sim_over = {
+                k: v
+                for k, v in (
+                    ("host", args.host),
+                    ("port", args.port),
+                    ("seed", args.seed),
+                    ("tick_rate", args.tick_rate),
+                )
+                if v is not None
+            }
             from tradingsystem.sim.server import run as run_sim
 
             return run_sim(_settings(args, **({"sim": sim_over} if sim_over else {})))

@@ -87,11 +87,15 @@ def test_curve_encrypts_and_authenticates_peers(tmp_path: Path) -> None:
     cli_pub, cli_sec = _keys(tmp_path, "client")
     rogue_pub, rogue_sec = _keys(tmp_path, "rogue")
     ep = f"tcp://127.0.0.1:{free_port()}"
-    pub = Publisher(ep, service="t", ctx=ctx,
-                    curve=CurveKeys(public=srv_pub, secret=srv_sec, allowed_clients=(cli_pub,)))
-    good = Subscriber(ep, [b""], ctx=ctx, curve=CurveKeys(public=cli_pub, secret=cli_sec, server_public=srv_pub))
-    rogue = Subscriber(ep, [b""], ctx=ctx,
-                       curve=CurveKeys(public=rogue_pub, secret=rogue_sec, server_public=srv_pub))
+    pub = Publisher(
+        ep, service="t", ctx=ctx, curve=CurveKeys(public=srv_pub, secret=srv_sec, allowed_clients=(cli_pub,))
+    )
+    good = Subscriber(
+        ep, [b""], ctx=ctx, curve=CurveKeys(public=cli_pub, secret=cli_sec, server_public=srv_pub)
+    )
+    rogue = Subscriber(
+        ep, [b""], ctx=ctx, curve=CurveKeys(public=rogue_pub, secret=rogue_sec, server_public=srv_pub)
+    )
     plain = Subscriber(ep, [b""], ctx=ctx)
     try:
         _connected(pub, good)
@@ -100,7 +104,8 @@ def test_curve_encrypts_and_authenticates_peers(tmp_path: Path) -> None:
         assert not rogue.sock.poll(300), "an unknown client key must be refused"
         assert not plain.sock.poll(10), "a client without CURVE must get nothing"
         assert "secret" not in repr(pub) and srv_sec.decode() not in repr(
-            CurveKeys(public=srv_pub, secret=srv_sec))
+            CurveKeys(public=srv_pub, secret=srv_sec)
+        )
     finally:
         for s in (pub, good, rogue, plain):
             s.close()

@@ -12,16 +12,31 @@ def test_every_message_round_trips_with_its_topic() -> None:
     samples = [
         wire.Trade(symbol="AAPL", price=190.5, size=100, exch_ts=1, origin_ts=2),
         wire.Quote(symbol="AAPL", bid=190.4, bid_size=3, ask=190.6, ask_size=4, exch_ts=1),
-        wire.Bar(symbol="MSFT", open=1, high=2, low=0.5, close=1.5, volume=10, start_ts=5, vwap=1.2, trade_count=3),
+        wire.Bar(
+            symbol="MSFT", open=1, high=2, low=0.5, close=1.5, volume=10, start_ts=5, vwap=1.2, trade_count=3
+        ),
         wire.Heartbeat(service="risk-manager", state="ACTIVE"),
-        wire.Signal(symbol="AAPL", action=wire.Action.BUY, strength=0.7, price=190.5, strategy="ma",
-                    features={"sma_fast": 1.0}),
+        wire.Signal(
+            symbol="AAPL",
+            action=wire.Action.BUY,
+            strength=0.7,
+            price=190.5,
+            strategy="ma",
+            features={"sma_fast": 1.0},
+        ),
         wire.OrderIntent(client_order_id="ts-AAPL-1", symbol="AAPL", side=wire.Side.BUY, qty=5),
         wire.Rejection(symbol="AAPL", side=wire.Side.SELL, qty=5, reason=wire.RejectReason.PRICE_BAND),
         wire.RiskStatus(state=wire.RiskState.HALTED, reason="kill switch"),
         wire.Control(action=wire.ControlAction.HALT),
-        wire.ExecutionReport(client_order_id="ts-AAPL-1", symbol="AAPL", side=wire.Side.BUY,
-                             status=wire.OrderStatus.FILLED, qty=5, filled_qty=5, avg_fill_price=190.6),
+        wire.ExecutionReport(
+            client_order_id="ts-AAPL-1",
+            symbol="AAPL",
+            side=wire.Side.BUY,
+            status=wire.OrderStatus.FILLED,
+            qty=5,
+            filled_qty=5,
+            avg_fill_price=190.6,
+        ),
     ]
     kinds = set()
     for msg in samples:

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -102,9 +110,13 @@ class RiskSettings(_Section):
     max_gross_exposure: float = Field(250_000, gt=0)
     max_open_positions: int = Field(10, gt=0)
     daily_loss_limit: float = Field(5_000, gt=0)
-    reducing_at_loss_fraction: float = Field(0.8, gt=0, le=1, description="enter REDUCING at this share of the daily loss limit")
+    reducing_at_loss_fraction: float = Field(
+        0.8, gt=0, le=1, description="enter REDUCING at this share of the daily loss limit"
+    )
     max_orders_per_minute: int = Field(60, gt=0)
-    price_band_pct: float = Field(5.0, gt=0, le=100, description="max distance of order price from last quote, %")
+    price_band_pct: float = Field(
+        5.0, gt=0, le=100, description="max distance of order price from last quote, %"
+    )
 
 
 class ExecutionSettings(_Section):
@@ -192,8 +204,14 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     path = path or os.environ.get("TS_CONFIG") or None
     if path is not None and not Path(path).is_file():
         raise ConfigError(f"config file not found: {path}")
-    creds = {k: v for k, v in (("api_key", os.environ.get("ALPACA_API_KEY")),
-                               ("secret_key", os.environ.get("ALPACA_SECRET_KEY"))) if v}
+    creds = {
+        k: v
+        for k, v in (
+            ("api_key", os.environ.get("ALPACA_API_KEY")),
+            ("secret_key", os.environ.get("ALPACA_SECRET_KEY")),
+        )
+        if v
+    }
     if creds:
         overrides = {**overrides, "alpaca": {**creds, **overrides.get("alpaca", {})}}
 

@@ -12,7 +12,22 @@ from prometheus_client import Counter, Gauge, Histogram, Info
 
 # Latency buckets from 50 us to 5 s: hops on one host are ~0.1 ms, broker calls tens of ms.
 LATENCY_BUCKETS = (
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
 )
 
 BUILD_INFO = Info("tradingsystem_build", "Version of the running service")
@@ -45,7 +60,9 @@ TICK_TO_ORDER_LATENCY = Histogram(
     "From tick receipt at market-data to order submission at the broker",
     buckets=LATENCY_BUCKETS,
 )
-UP = Gauge("tradingsystem_ready", "1 when the service is ready (connected; reconciled for execution)", ["service"])
+UP = Gauge(
+    "tradingsystem_ready", "1 when the service is ready (connected; reconciled for execution)", ["service"]
+)
 
 # --- market-data -------------------------------------------------------------------
 TICKS = Counter("tradingsystem_marketdata_ticks_total", "Valid ticks forwarded", ["kind"])
@@ -79,14 +96,10 @@ PNL_DAILY = Gauge("tradingsystem_pnl_daily_dollars", "Realized + unrealized P&L 
 DAILY_LOSS_LIMIT = Gauge("tradingsystem_risk_daily_loss_limit_dollars", "Configured daily loss limit")
 
 # --- execution-engine --------------------------------------------------------------
-ORDERS = Counter(
-    "tradingsystem_orders_total", "Order state transitions, by state reached", ["state"]
-)
+ORDERS = Counter("tradingsystem_orders_total", "Order state transitions, by state reached", ["state"])
 OPEN_ORDERS = Gauge("tradingsystem_orders_open", "Orders not yet in a terminal state")
 FILLS = Counter("tradingsystem_fills_total", "Fills (partial and full) received from the broker")
-BROKER_REQUESTS = Counter(
-    "tradingsystem_broker_requests_total", "Requests to the broker API", ["endpoint"]
-)
+BROKER_REQUESTS = Counter("tradingsystem_broker_requests_total", "Requests to the broker API", ["endpoint"])
 BROKER_ERRORS = Counter(
     "tradingsystem_broker_errors_total",
     "Broker API errors by HTTP status (or 'transport' for timeouts and resets)",

@@ -197,7 +197,16 @@ class ExecutionReport(Msg, tag="exec/1"):
 
 
 AnyMsg = (
-    Trade | Quote | Bar | Heartbeat | Signal | OrderIntent | Rejection | RiskStatus | Control | ExecutionReport
+    Trade
+    | Quote
+    | Bar
+    | Heartbeat
+    | Signal
+    | OrderIntent
+    | Rejection
+    | RiskStatus
+    | Control
+    | ExecutionReport
 )
 
 # Topic kinds (first dotted part of the topic frame).

@@ -1,0 +1,244 @@
+"""``tradingsystem run``: the simulator and the four services as separate processes.
+
+The supervisor writes the validated settings to one YAML file (secrets excluded: children
+inherit ``ALPACA_*`` from the environment), starts the processes in pipeline order, waits
+for each ``/readyz``, then prints a live summary read from the services' own endpoints
+until Ctrl-C or ``duration``. ``Pipeline`` is also what the end-to-end tests use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tradingsystem.common.config import Mode, Settings
+
+ORDER = ("market-data", "signal-bridge", "risk-manager", "execution-engine")
+
+
+def http_port(settings: Settings, name: str) -> int:
+    section = {
+        "market-data": settings.market_data,
+        "signal-bridge": settings.signals,
+        "risk-manager": settings.risk,
+        "execution-engine": settings.execution,
+    }[name]
+    return section.http_port
+
+
+def settings_yaml(settings: Settings) -> str:
+    data = settings.model_dump(mode="json", exclude={"alpaca": {"api_key", "secret_key"}})
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def get_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    except (OSError, ValueError):
+        return 0, None
+
+
+def scrape(url: str, timeout: float = 2.0) -> dict[str, float]:
+    """Flatten a /metrics page to {'name{label=value,...}': value} (sums over nothing)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return out
+
+
+def total(metrics: dict[str, float], name: str, **labels: str) -> float:
+    """Sum of samples of ``name`` whose labels include ``labels``."""
+    want = [f"{k}={v}" for k, v in labels.items()]
+    acc = 0.0
+    for key, value in metrics.items():
+        base, _, rest = key.partition("{")
+        if base == name and all(w in rest for w in want):
+            acc += value
+    return acc
+
+
+@dataclass
+class Pipeline:
+    """Start/stop the simulator (sim mode) and the four services as child processes."""
+
+    settings: Settings
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tradingsystem-")))
+    env: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "config.yaml"
+
+    def url(self, name: str, path: str) -> str:
+        host = "127.0.0.1"
+        port = self.settings.sim.port if name == "sim" else http_port(self.settings, name)
+        return f"http://{host}:{port}{path}"
+
+    def start_process(self, name: str) -> subprocess.Popen[bytes]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "tradingsystem.cli",
+            "sim" if name == "sim" else name,
+            "--config",
+            str(self.config_path),
+        ]
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            env={**os.environ, **self.env},
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def wait_ready(self, name: str, timeout: float = 60.0) -> None:
+        path = "/v2/clock" if name == "sim" else "/readyz"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self.procs[name]
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode}; see {self.workdir / (name + '.log')}"
+                )
+            status, _ = get_json(self.url(name, path), timeout=1.0)
+            # The simulator answers 403 without keys: that still proves it serves.
+            if status == 200 or (name == "sim" and status in (401, 403)):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"{name} not ready after {timeout:.0f}s; see {self.workdir / (name + '.log')}")
+
+    def start(self, timeout: float = 60.0) -> Pipeline:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(settings_yaml(self.settings))
+        names = (("sim",) if self.settings.mode is Mode.SIM else ()) + ORDER
+        for name in names:
+            self.start_process(name)
+            self.wait_ready(name, timeout)
+        return self
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def stop(self) -> None:
+        for name in reversed(list(self.procs)):
+            self.stop_process(name)
+
+    def __enter__(self) -> Pipeline:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def summary(self) -> dict[str, Any]:
+        md = scrape(self.url("market-data", "/metrics"))
+        sb = scrape(self.url("signal-bridge", "/metrics"))
+        rm = scrape(self.url("risk-manager", "/metrics"))
+        ee = scrape(self.url("execution-engine", "/metrics"))
+        _, state = get_json(self.url("risk-manager", "/state"))
+        state = state or {}
+        return {
+            "ticks": total(md, "tradingsystem_marketdata_ticks_total"),
+            "dropped": total(md, "tradingsystem_messages_dropped_total"),
+            "signals": total(sb, "tradingsystem_signals_total"),
+            "approved": total(rm, "tradingsystem_risk_orders_approved_total"),
+            "rejected": total(rm, "tradingsystem_risk_rejects_total"),
+            "fills": total(ee, "tradingsystem_fills_total"),
+            "risk_state": state.get("state", "?"),
+            "positions": state.get("positions", {}),
+            "pnl": state.get("pnl", {}),
+        }
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    def qty(p: Any) -> float:
+        return float(p.get("qty", 0)) if isinstance(p, dict) else float(p)
+
+    pos = " ".join(f"{sym}{qty(p):+g}" for sym, p in sorted(s["positions"].items()) if qty(p)) or "flat"
+    pnl = s["pnl"] or {}
+    return (
+        f"{time.strftime('%H:%M:%S')}  ticks {s['ticks']:,.0f} (dropped {s['dropped']:,.0f})  "
+        f"signals {s['signals']:,.0f}  orders {s['approved']:,.0f} (rejected {s['rejected']:,.0f})  "
+        f"fills {s['fills']:,.0f}  pos {pos}  "
+        f"P&L realized {float(pnl.get('realized', 0)):+,.2f} unrealized {float(pnl.get('unrealized', 0)):+,.2f}  "
+        f"risk {s['risk_state']}"
+    )
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def _raise(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_all(settings: Settings, duration: float | None = None) -> int:
+    pipeline = Pipeline(settings)
+    tty = sys.stdout.isatty()
+    print(
+        f"starting {'simulator + ' if settings.mode is Mode.SIM else ''}4 services "
+        f"(mode={settings.mode.value}, symbols={','.join(settings.symbols)}); logs in {pipeline.workdir}",
+        flush=True,
+    )
+    with _sigterm_as_interrupt():
+        try:
+            pipeline.start()
+            print("all services ready; Ctrl-C to stop", flush=True)
+            end = time.monotonic() + duration if duration else None
+            while end is None or time.monotonic() < end:
+                line = format_summary(pipeline.summary())
+                print(("\r" + line + "\x1b[K") if tty else line, end="" if tty else "\n", flush=True)
+                time.sleep(1.0 if tty else 5.0)
+        except KeyboardInterrupt:
+            pass
+        except (RuntimeError, TimeoutError) as exc:
+            print(f"\ntradingsystem: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            print("\nstopping...", flush=True)
+            pipeline.stop()
+    return 0
