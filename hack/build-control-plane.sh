@@ -21,6 +21,13 @@ export CGO_ENABLED=0
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 mkdir -p "$ASSETS" "$WORK"
 
+# Several test sessions may find the cache empty at once: build one at a time, the others then
+# find the binaries in place.
+if command -v flock >/dev/null; then
+  exec 9>"$CACHE_ROOT/.build.lock"
+  flock 9 || true
+fi
+
 have() { [ -x "$ASSETS/$1" ]; }
 
 if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ] && [ -x "$KUBEBUILDER_ASSETS/etcd" ]; then
@@ -63,10 +70,12 @@ GOSRC
     log "resolving dependencies (downloads a few hundred MB the first time)"
     go mod tidy -e >/dev/null 2>&1 || go mod tidy
   fi
+  k8s_minor="${K8S_VERSION#v1.}"
+  k8s_minor="${k8s_minor%%.*}"
   for b in kube-apiserver kube-controller-manager; do
     if ! have "$b"; then
       log "building $b $K8S_VERSION (several minutes on 2 cores)"
-      go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#v1.}" \
+      go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$k8s_minor" \
         -o "$ASSETS/$b.tmp" "k8s.io/kubernetes/cmd/$b"
       mv "$ASSETS/$b.tmp" "$ASSETS/$b"
       log "built $ASSETS/$b"

@@ -86,6 +86,7 @@ class MarketDataSettings(_Section):
     bar_interval_s: int = Field(0, ge=0, description="aggregate trades into bars of this length; 0 = off")
     stale_after_s: float = Field(30.0, gt=0, description="a tick older than this on arrival is dropped")
     max_backwards_s: float = Field(1.0, ge=0, description="tolerated timestamp regression per symbol")
+    max_future_s: float = Field(5.0, ge=0, description="tolerated clock skew: a tick further ahead is dropped")
     reconnect_min_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
 
@@ -117,6 +118,7 @@ class RiskSettings(_Section):
     price_band_pct: float = Field(
         5.0, gt=0, le=100, description="max distance of order price from last quote, %"
     )
+    reconcile_on_start: bool = Field(True, description="seed positions from the broker at start")
 
 
 class ExecutionSettings(_Section):
@@ -128,6 +130,12 @@ class ExecutionSettings(_Section):
     backoff_base_s: float = Field(0.25, gt=0)
     backoff_max_s: float = Field(10.0, gt=0)
     cid_prefix: str = Field("ts", pattern=r"^[a-z0-9-]{1,8}$")
+    reconcile_interval_s: float = Field(
+        30.0, gt=0, description="REST reconciliation of open orders while any are open"
+    )
+    resubmit_max_age_s: float = Field(
+        60.0, gt=0, description="an unplaced order older than this is rejected, not resubmitted"
+    )
 
 
 class SimSettings(_Section):

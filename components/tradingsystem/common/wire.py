@@ -72,6 +72,8 @@ class RejectReason(enum.StrEnum):
     PRICE_BAND = "price_band"
     NO_QUOTE = "no_quote"
     ZERO_QTY = "zero_qty"
+    UNKNOWN_SYMBOL = "unknown_symbol"  # not in the configured symbols
+    DUPLICATE = "duplicate"  # the same signal seen twice (same client_order_id)
 
 
 class OrderStatus(enum.StrEnum):

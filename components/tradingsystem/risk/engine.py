@@ -1,0 +1,360 @@
+"""The risk engine: signals in, approved orders or rejections out. Pure: no I/O, injectable clock.
+
+States (``wire.RiskState``):
+
+* ``ACTIVE``: every order within the limits goes out.
+* ``REDUCING``: only reducing orders go out. Entered by a ``reduce`` control or, latched for
+  the trading day, when the daily loss reaches ``reducing_at_loss_fraction`` of the limit.
+* ``HALTED``: nothing goes out, not even reducing orders. Entered by the kill switch
+  (``risk.halted`` in the config, or a ``halt`` control) or, latched for the trading day, by
+  the circuit breaker when the daily loss reaches ``daily_loss_limit``.
+
+``resume`` clears the kill switch, the manual reduce and both latches; the loss is then
+re-evaluated at once, so resuming while still over a threshold re-enters the same state.
+A new trading day (America/New_York) clears the latches but not the kill switch.
+
+Every limit counts orders approved but not yet filled (the open-order book), as if they
+all filled: a burst of approvals cannot overshoot a limit before the fills arrive. A
+*reducing* order (moves the position toward zero without crossing it, even if every open
+order on the same side filled) skips the exposure limits and the REDUCING state: it can
+only shrink risk. It still needs a price, a sane reference price and a rate slot.
+Orders are sized by the rule in the config and are rejected, never resized, when over a limit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from zoneinfo import ZoneInfo
+
+from tradingsystem.common.wire import (
+    Action,
+    ControlAction,
+    ExecutionReport,
+    OrderIntent,
+    OrderStatus,
+    Quote,
+    Rejection,
+    RejectReason,
+    RiskState,
+    Side,
+    Signal,
+    Trade,
+)
+from tradingsystem.risk.limits import Limits, OrderRate
+from tradingsystem.risk.positions import ZERO, PositionBook, cents, dec
+
+TRADING_TZ = ZoneInfo("America/New_York")
+TERMINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED})
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def base36(n: int) -> str:
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = _B36[r] + out
+        if n == 0:
+            return out
+
+
+def next_day_start_ns(now_ns: int, tz: ZoneInfo = TRADING_TZ) -> int:
+    """The next midnight in ``tz`` after ``now_ns``, in ns since the epoch."""
+    day = datetime.fromtimestamp(now_ns / 1e9, tz).date() + timedelta(days=1)
+    return int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()) * 1_000_000_000
+
+
+@dataclass(slots=True)
+class OpenOrder:
+    symbol: str
+    side: Side
+    qty: Decimal
+    filled: Decimal = ZERO
+
+    @property
+    def remaining(self) -> Decimal:
+        return max(self.qty - self.filled, ZERO)
+
+
+@dataclass(slots=True)
+class Pending:
+    """Unfilled quantity of open orders on one symbol, per side."""
+
+    buy: Decimal = ZERO
+    sell: Decimal = ZERO
+
+    def add(self, side: Side, qty: Decimal) -> None:
+        if side is Side.BUY:
+            self.buy += qty
+        else:
+            self.sell += qty
+
+
+class RiskEngine:
+    def __init__(
+        self,
+        limits: Limits,
+        symbols: Iterable[str],
+        *,
+        order_qty: float,
+        sizing: str = "strength",
+        cid_prefix: str = "ts",
+        halted: bool = False,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.limits = limits
+        self.symbols = frozenset(symbols)
+        self.book = PositionBook()
+        self.open_orders: dict[str, OpenOrder] = {}
+        self.pending: dict[str, Pending] = {}
+        self._order_qty = dec(order_qty)
+        self._sizing = sizing
+        self._cid_prefix = cid_prefix
+        self._clock = clock
+        self._rate = OrderRate(limits.max_orders_per_minute)
+        self._seen_cids: set[str] = set()
+        # State inputs; ``state`` is derived from them so it can never disagree with them.
+        self._kill: str | None = "config: risk.halted" if halted else None
+        self._manual_reduce: str | None = None
+        self._breaker: str | None = None
+        self._loss_reducing: str | None = None
+        self._next_roll_ns = next_day_start_ns(clock())
+
+    # --- state ------------------------------------------------------------------------
+    @property
+    def state(self) -> RiskState:
+        if self._kill or self._breaker:
+            return RiskState.HALTED
+        if self._manual_reduce or self._loss_reducing:
+            return RiskState.REDUCING
+        return RiskState.ACTIVE
+
+    @property
+    def state_reason(self) -> str:
+        return self._kill or self._breaker or self._manual_reduce or self._loss_reducing or ""
+
+    @property
+    def kill_switch(self) -> bool:
+        return self._kill is not None
+
+    @property
+    def circuit_breaker(self) -> bool:
+        return self._breaker is not None
+
+    def control(self, action: ControlAction, reason: str = "") -> None:
+        why = f"control: {reason}" if reason else "control"
+        if action is ControlAction.HALT:
+            self._kill = why
+        elif action is ControlAction.REDUCE:
+            self._manual_reduce = why
+        else:
+            self._kill = self._manual_reduce = self._breaker = self._loss_reducing = None
+            self._check_loss()
+
+    def _check_loss(self) -> None:
+        loss = -self.book.daily_pnl()
+        if loss >= self.limits.daily_loss_limit and self._breaker is None:
+            self._breaker = (
+                f"circuit breaker: daily loss {cents(loss)} >= limit {self.limits.daily_loss_limit}"
+            )
+        elif loss >= self.limits.reducing_at_loss and self._loss_reducing is None:
+            self._loss_reducing = f"daily loss {cents(loss)} >= {cents(self.limits.reducing_at_loss)}"
+
+    def _roll_day_if_due(self, now_ns: int) -> None:
+        if now_ns < self._next_roll_ns:
+            return
+        self._next_roll_ns = next_day_start_ns(now_ns)
+        self.book.roll_day()
+        self._breaker = self._loss_reducing = None
+        self._seen_cids.clear()
+
+    # --- market data and fills -------------------------------------------------------
+    def seed_position(self, symbol: str, qty: float, avg_price: float) -> None:
+        self.book.seed(symbol, dec(qty), dec(avg_price))
+
+    def on_quote(self, quote: Quote) -> None:
+        if quote.bid > 0 and quote.ask >= quote.bid and math.isfinite(quote.ask):
+            self._mark(quote.symbol, (dec(quote.bid) + dec(quote.ask)) / 2)
+
+    def on_trade(self, trade: Trade) -> None:
+        if trade.price > 0 and math.isfinite(trade.price):
+            self._mark(trade.symbol, dec(trade.price))
+
+    def _mark(self, symbol: str, price: Decimal) -> None:
+        self._roll_day_if_due(self._clock())
+        self.book.mark(symbol, price)
+        if self.book.qty(symbol):
+            self._check_loss()
+
+    def on_report(self, report: ExecutionReport) -> None:
+        self._roll_day_if_due(self._clock())
+        order = self.open_orders.get(report.client_order_id)
+        fill = dec(report.last_fill_qty)
+        # A repeated report (same cumulative filled_qty) must not count its fill twice.
+        new_fill = order is None or report.filled_qty == 0 or dec(report.filled_qty) > order.filled
+        if fill > 0 and report.last_fill_price is not None and new_fill:
+            self.book.apply_fill(
+                report.symbol, fill if report.side is Side.BUY else -fill, dec(report.last_fill_price)
+            )
+            if order is not None:
+                self.pending[order.symbol].add(order.side, -min(fill, order.remaining))
+                order.filled += fill
+            self._check_loss()
+        if order is not None and report.status in TERMINAL:
+            self.pending[order.symbol].add(order.side, -order.remaining)
+            del self.open_orders[report.client_order_id]
+
+    # --- decisions ---------------------------------------------------------------------
+    def on_signal(self, sig: Signal) -> OrderIntent | Rejection:
+        now = self._clock()
+        self._roll_day_if_due(now)
+        symbol = sig.symbol
+        side, qty = self._size(sig)
+
+        def reject(reason: RejectReason, detail: str = "") -> Rejection:
+            return Rejection(
+                symbol=symbol,
+                side=side,
+                qty=float(qty),
+                reason=reason,
+                detail=detail,
+                origin_ts=sig.origin_ts,
+            )
+
+        if symbol not in self.symbols:
+            return reject(RejectReason.UNKNOWN_SYMBOL)
+        if self.state is RiskState.HALTED:
+            return reject(
+                RejectReason.HALTED if self._kill else RejectReason.DAILY_LOSS_LIMIT, self.state_reason
+            )
+        if qty <= 0:
+            return reject(RejectReason.ZERO_QTY)
+        ref = self.book.marks.get(symbol)
+        if ref is None:
+            return reject(RejectReason.NO_QUOTE)
+        if (
+            not (math.isfinite(sig.price) and sig.price > 0)
+            or abs(dec(sig.price) - ref) > ref * self.limits.price_band
+        ):
+            return reject(RejectReason.PRICE_BAND, f"signal price {sig.price} vs market {ref}")
+        cid = f"{self._cid_prefix}-{symbol}-{base36(sig.origin_ts or sig.ts)}-{base36(sig.seq)}"
+        if cid in self._seen_cids or cid in self.open_orders:
+            return reject(RejectReason.DUPLICATE, cid)
+        reducing = self.is_reducing(symbol, side, qty)
+        if not reducing:
+            if self.state is RiskState.REDUCING:
+                return reject(RejectReason.REDUCING_ONLY, self.state_reason)
+            breach = self._limit_breach(symbol, side, qty, ref)
+            if breach is not None:
+                return reject(*breach)
+        if not self._rate.allows(now):
+            return reject(RejectReason.ORDER_RATE, f"{self.limits.max_orders_per_minute}/min")
+        self._rate.record(now)
+        self._seen_cids.add(cid)
+        self.open_orders[cid] = OpenOrder(symbol, side, qty)
+        self.pending.setdefault(symbol, Pending()).add(side, qty)
+        return OrderIntent(
+            client_order_id=cid,
+            symbol=symbol,
+            side=side,
+            qty=float(qty),
+            ref_price=float(ref),
+            reducing=reducing,
+            origin_ts=sig.origin_ts,
+        )
+
+    def _size(self, sig: Signal) -> tuple[Side, Decimal]:
+        """The intended order of a signal: FLAT closes what is not already being closed."""
+        if sig.action is Action.FLAT:
+            pos = self.book.qty(sig.symbol)
+            pend = self.pending.get(sig.symbol, Pending())
+            if pos > 0:
+                return Side.SELL, max(pos - pend.sell, ZERO)
+            return Side.BUY, max(-pos - pend.buy, ZERO)
+        side = Side.BUY if sig.action is Action.BUY else Side.SELL
+        if self._sizing == "fixed":
+            return side, self._order_qty
+        strength = sig.strength if math.isfinite(sig.strength) else 0.0
+        scaled = self._order_qty * dec(min(max(strength, 0.0), 1.0))
+        return side, scaled.to_integral_value(rounding=ROUND_FLOOR)  # whole shares
+
+    def is_reducing(self, symbol: str, side: Side, qty: Decimal) -> bool:
+        """Toward zero without crossing it, even if every open order on this side filled."""
+        pos = self.book.qty(symbol)
+        pend = self.pending.get(symbol, Pending())
+        if side is Side.SELL:
+            return pos > 0 and qty <= pos - pend.sell
+        return pos < 0 and qty <= -pos - pend.buy
+
+    def worst_case_qty(self, symbol: str) -> Decimal:
+        """Largest |position| reachable if any subset of the open orders fills."""
+        pos = self.book.qty(symbol)
+        pend = self.pending.get(symbol, Pending())
+        return max(abs(pos + pend.buy), abs(pos - pend.sell))
+
+    def exposure_price(self, symbol: str) -> Decimal:
+        mark = self.book.marks.get(symbol)
+        if mark is not None:
+            return mark
+        pos = self.book.positions.get(symbol)  # seeded from the broker, no price yet
+        return pos.avg_price if pos is not None else ZERO
+
+    def _symbols_at_risk(self) -> set[str]:
+        return {s for s in self.book.positions.keys() | self.pending.keys() if self.worst_case_qty(s)}
+
+    def worst_case_gross(self) -> Decimal:
+        return sum((self.worst_case_qty(s) * self.exposure_price(s) for s in self._symbols_at_risk()), ZERO)
+
+    def _limit_breach(
+        self, symbol: str, side: Side, qty: Decimal, ref: Decimal
+    ) -> tuple[RejectReason, str] | None:
+        lim = self.limits
+        if qty > lim.max_order_qty:
+            return RejectReason.MAX_ORDER_QTY, f"{qty} > {lim.max_order_qty}"
+        notional = qty * ref
+        if notional > lim.max_order_notional:
+            return RejectReason.MAX_ORDER_NOTIONAL, f"{cents(notional)} > {lim.max_order_notional}"
+        pos = self.book.qty(symbol)
+        pend = self.pending.get(symbol, Pending())
+        buy, sell = (qty, ZERO) if side is Side.BUY else (ZERO, qty)
+        after = max(abs(pos + pend.buy + buy), abs(pos - pend.sell - sell))
+        if after > lim.max_position_qty:
+            return RejectReason.MAX_POSITION, f"worst case {after} > {lim.max_position_qty}"
+        at_risk = self._symbols_at_risk()
+        if symbol not in at_risk and len(at_risk) + 1 > lim.max_open_positions:
+            return RejectReason.MAX_OPEN_POSITIONS, f"{len(at_risk)} open"
+        gross = self.worst_case_gross() + (after - self.worst_case_qty(symbol)) * ref
+        if gross > lim.max_gross_exposure:
+            return RejectReason.MAX_GROSS_EXPOSURE, f"worst case {cents(gross)} > {lim.max_gross_exposure}"
+        return None
+
+    # --- reporting ---------------------------------------------------------------------
+    def gross_exposure(self) -> Decimal:
+        """Filled positions only, at the last price (the exported gauge)."""
+        return sum(
+            (abs(p.qty) * self.exposure_price(s) for s, p in self.book.positions.items() if p.qty), ZERO
+        )
+
+    def snapshot(self) -> dict[str, object]:
+        realized, unrealized = self.book.realized(), self.book.unrealized()
+        return {
+            "state": self.state.value,
+            "reason": self.state_reason,
+            "kill_switch": self.kill_switch,
+            "circuit_breaker": self.circuit_breaker,
+            "positions": self.book.snapshot(),
+            "pnl": {
+                "realized": float(cents(realized)),
+                "realized_today": float(cents(self.book.realized_today())),
+                "unrealized": float(cents(unrealized)),
+                "daily": float(cents(self.book.daily_pnl())),
+            },
+            "gross_exposure": float(cents(self.gross_exposure())),
+            "worst_case_gross_exposure": float(cents(self.worst_case_gross())),
+            "open_orders": len(self.open_orders),
+            "limits": self.limits.as_dict(),
+        }

@@ -1,0 +1,159 @@
+"""Average-cost positions and P&L, per symbol, in exact decimal arithmetic.
+
+Prices and quantities arrive as floats on the wire; they are converted through their shortest
+repr (``Decimal(str(x))``), so ``190.1`` is exactly ``190.1`` and sums of fills match a ledger
+kept by the broker (or the simulator) to the cent, with no float drift over a day.
+
+Average cost (kept as a cost basis, the average is derived): buying into a long (or selling into a short) moves the average price; reducing
+realizes ``(fill - avg) * qty`` for longs (``(avg - fill) * qty`` for shorts) and keeps the
+average; a fill that goes through zero closes the old side and opens the rest at the fill price.
+
+Daily P&L is the change of total P&L (realized + unrealized) since the start of the trading
+day: ``realized_today + sum(unrealized_now - unrealized_at_day_start)``. A symbol whose price
+was unknown at the start of the day (or when it was seeded from the broker) takes its
+baseline at its first price, so yesterday's loss is never counted as today's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+ZERO = Decimal(0)
+CENT = Decimal("0.01")
+# Cost released by a partial close is rounded to this: everything else is sums and products of
+# wire values, so every amount stays a short exact decimal and totals never drift.
+COST_QUANTUM = Decimal("0.000001")
+
+
+def dec(x: float) -> Decimal:
+    """The decimal a float was written as (``0.1`` -> ``Decimal('0.1')``)."""
+    return Decimal(str(x))
+
+
+def cents(x: Decimal) -> Decimal:
+    return x.quantize(CENT)
+
+
+@dataclass(slots=True)
+class Position:
+    """Signed quantity and its cost basis. Keeping the cost (not the average price, which can
+    be a repeating decimal) makes realized + unrealized equal cash flows + holdings exactly."""
+
+    qty: Decimal = ZERO  # signed: > 0 long, < 0 short
+    cost: Decimal = ZERO  # signed cost of the open quantity (qty x average price)
+    realized: Decimal = ZERO  # since the book was created
+
+    @property
+    def avg_price(self) -> Decimal:
+        return self.cost / self.qty if self.qty else ZERO
+
+    def apply_fill(self, signed_qty: Decimal, price: Decimal) -> Decimal:
+        """Apply a fill (buy > 0, sell < 0); return the P&L it realized."""
+        old = self.qty
+        if old == 0 or (old > 0) == (signed_qty > 0):  # opening or adding
+            self.qty = old + signed_qty
+            self.cost += price * signed_qty
+            return ZERO
+        closed = min(abs(signed_qty), abs(old)).copy_sign(-signed_qty)  # signed like ``old``
+        released = self.cost if closed == old else (self.cost * closed / old).quantize(COST_QUANTUM)
+        pnl = price * closed - released
+        self.realized += pnl
+        self.cost -= released
+        self.qty = old + signed_qty
+        if abs(signed_qty) > abs(old):  # flipped through zero: the remainder opens at the fill price
+            self.cost = price * self.qty
+        return pnl
+
+    def unrealized(self, mark: Decimal | None) -> Decimal:
+        if mark is None or self.qty == 0:
+            return ZERO
+        return mark * self.qty - self.cost
+
+
+class PositionBook:
+    """All positions, their last prices and the trading-day P&L baseline."""
+
+    def __init__(self) -> None:
+        self.positions: dict[str, Position] = {}
+        self.marks: dict[str, Decimal] = {}
+        self._realized_at_day_start = ZERO
+        self._baseline: dict[str, Decimal] = {}  # unrealized at day start, per symbol
+        self._baseline_pending: set[str] = set()  # held at day start without a known price
+
+    def position(self, symbol: str) -> Position:
+        pos = self.positions.get(symbol)
+        if pos is None:
+            pos = self.positions[symbol] = Position()
+        return pos
+
+    def qty(self, symbol: str) -> Decimal:
+        pos = self.positions.get(symbol)
+        return pos.qty if pos is not None else ZERO
+
+    def seed(self, symbol: str, qty: Decimal, avg_price: Decimal) -> None:
+        """Take a position over from the broker (start-up reconciliation)."""
+        self.positions[symbol] = Position(qty=qty, cost=qty * avg_price)
+        self._take_baseline(symbol)
+
+    def apply_fill(self, symbol: str, signed_qty: Decimal, price: Decimal) -> Decimal:
+        return self.position(symbol).apply_fill(signed_qty, price)
+
+    def mark(self, symbol: str, price: Decimal) -> None:
+        self.marks[symbol] = price
+        if symbol in self._baseline_pending:
+            self._baseline_pending.discard(symbol)
+            self._baseline[symbol] = self.unrealized(symbol)
+
+    def roll_day(self) -> None:
+        """Start a new trading day: today's P&L restarts from zero."""
+        self._realized_at_day_start = self.realized()
+        self._baseline.clear()
+        self._baseline_pending.clear()
+        for symbol in self.positions:
+            self._take_baseline(symbol)
+
+    def _take_baseline(self, symbol: str) -> None:
+        if self.qty(symbol) != 0 and symbol not in self.marks:
+            self._baseline_pending.add(symbol)
+            self._baseline[symbol] = ZERO
+        else:
+            self._baseline_pending.discard(symbol)
+            self._baseline[symbol] = self.unrealized(symbol)
+
+    def unrealized(self, symbol: str | None = None) -> Decimal:
+        if symbol is not None:
+            pos = self.positions.get(symbol)
+            return pos.unrealized(self.marks.get(symbol)) if pos is not None else ZERO
+        return sum((p.unrealized(self.marks.get(s)) for s, p in self.positions.items()), ZERO)
+
+    def realized(self) -> Decimal:
+        return sum((p.realized for p in self.positions.values()), ZERO)
+
+    def realized_today(self) -> Decimal:
+        return self.realized() - self._realized_at_day_start
+
+    def daily_pnl(self) -> Decimal:
+        unrealized_change = sum(
+            (
+                self.unrealized(s) - self._baseline.get(s, ZERO)
+                for s in self.positions
+                if s not in self._baseline_pending
+            ),
+            ZERO,
+        )
+        return self.realized_today() + unrealized_change
+
+    def snapshot(self) -> dict[str, dict[str, float | None]]:
+        """JSON-able view: P&L rounded to cents, quantities and prices as floats."""
+        out: dict[str, dict[str, float | None]] = {}
+        for symbol, pos in sorted(self.positions.items()):
+            mark = self.marks.get(symbol)
+            out[symbol] = {
+                "qty": float(pos.qty),
+                "avg_price": float(pos.avg_price),
+                "mark": float(mark) if mark is not None else None,
+                "realized": float(cents(pos.realized)),
+                "unrealized": float(cents(self.unrealized(symbol))),
+            }
+        return out

@@ -1,0 +1,167 @@
+"""signal-bridge: SUB market data -> strategy (+ optional model) -> PUB signals.
+
+``SignalService`` runs the loop in one thread (it owns both sockets) until stopped; ``run``
+adds logging, signal handling and the HTTP port. Configuration errors (unknown strategy,
+bad parameter, bad model file) fail at construction, naming the field.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import zmq
+
+from tradingsystem.common import wire
+from tradingsystem.common.bus import Publisher, Subscriber, WireError, load_curve
+from tradingsystem.common.config import ConfigError, Settings
+from tradingsystem.common.metrics import (
+    HOP_LATENCY,
+    MESSAGES_DROPPED,
+    MESSAGES_IN,
+    MESSAGES_OUT,
+    SEQUENCE_GAPS,
+    SIGNALS,
+)
+from tradingsystem.common.runtime import Health, HttpEndpoint, install_signal_handlers, setup_logging
+from tradingsystem.signals.engine import SignalEngine, available_features
+from tradingsystem.signals.model import LinearModel, ModelError
+from tradingsystem.signals.strategies import StrategyConfigError, StrategyFactory
+
+SERVICE = "signal-bridge"
+_SOURCE_PREFIX = {"trades": wire.TOPIC_TRADE, "quotes": wire.TOPIC_QUOTE, "bars": wire.TOPIC_BAR}
+_POLL_MS = 100  # bounds the reaction time to stop and the heartbeat jitter
+
+log = logging.getLogger(__name__)
+
+
+def build_engine(settings: Settings) -> SignalEngine:
+    s = settings.signals
+    try:
+        factory = StrategyFactory(s.strategy, s.params)
+        model = LinearModel.load(s.model_path, available_features(factory)) if s.model_path else None
+    except (StrategyConfigError, ModelError) as exc:
+        raise ConfigError(str(exc)) from None
+    return SignalEngine(settings.symbols, factory, model)
+
+
+class SignalService:
+    def __init__(self, settings: Settings, health: Health | None = None) -> None:
+        self.settings = settings
+        self.health = health or Health(SERVICE)
+        self.engine = build_engine(settings)
+        self._kind = _SOURCE_PREFIX[settings.signals.source].decode()
+        # Upstream counts as connected while its messages (ticks or heartbeats) keep coming.
+        self._upstream_timeout_s = max(3 * settings.bus.heartbeat_interval_s, 1.0)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> SignalService:
+        self._thread = threading.Thread(target=self.run, name=SERVICE, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        if stop is not None:
+            self._stop = stop
+        s = self.settings
+        curve = s.bus.curve
+        sub = Subscriber(
+            s.bus.market_data,
+            (_SOURCE_PREFIX[s.signals.source] + b".", wire.TOPIC_HEARTBEAT),
+            curve=load_curve(curve.keys_dir, SERVICE, server="market-data") if curve.enabled else None,
+        )
+        pub = Publisher(
+            s.bus.bind_endpoint(s.bus.signals),
+            service=SERVICE,
+            curve=load_curve(curve.keys_dir, SERVICE) if curve.enabled else None,
+        )
+        try:
+            self._loop(sub, pub)
+        finally:
+            self.health.set_ready(False, upstream="stopped")
+            sub.close()
+            pub.close()
+
+    def _loop(self, sub: Subscriber, pub: Publisher) -> None:
+        kind = self._kind
+        m_in = MESSAGES_IN.labels(SERVICE, kind)
+        m_hb = MESSAGES_IN.labels(SERVICE, "hb")
+        gaps = SEQUENCE_GAPS.labels(SERVICE, kind)
+        hop = HOP_LATENCY.labels(SERVICE, kind)
+        malformed = MESSAGES_DROPPED.labels(SERVICE, "malformed")
+        unknown = MESSAGES_DROPPED.labels(SERVICE, "unknown_symbol")
+        out = MESSAGES_OUT.labels(SERVICE, "signal")
+        hb_every = self.settings.bus.heartbeat_interval_s
+        last_upstream = float("-inf")
+        engine = self.engine
+        while not self._stop.is_set():
+            if sub.sock.poll(_POLL_MS, zmq.POLLIN):
+                try:
+                    r = sub.recv()
+                except WireError:
+                    malformed.inc()
+                    continue
+                last_upstream = time.monotonic()
+                msg = r.msg
+                if isinstance(msg, wire.Heartbeat):
+                    m_hb.inc()
+                else:
+                    m_in.inc()
+                    hop.observe((wire.now_ns() - msg.ts) / 1e9)
+                    if r.gap:
+                        gaps.inc(r.gap)
+                    if isinstance(msg, wire.Trade | wire.Quote | wire.Bar):
+                        if not engine.knows(msg.symbol):
+                            unknown.inc()
+                            continue
+                        sig = engine.on_tick(msg)
+                        if sig is not None:
+                            pub.publish(sig)
+                            out.inc()
+                            SIGNALS.labels(sig.strategy, sig.action.value).inc()
+                            log.info(
+                                "signal",
+                                extra={
+                                    "fields": {
+                                        "symbol": sig.symbol,
+                                        "action": sig.action.value,
+                                        "strength": round(sig.strength, 3),
+                                    }
+                                },
+                            )
+            connected = time.monotonic() - last_upstream < self._upstream_timeout_s
+            if connected != self.health.ready:
+                self.health.set_ready(connected, upstream="connected" if connected else "silent")
+            pub.heartbeat("ready" if connected else "waiting", hb_every)
+
+
+def run(settings: Settings) -> int:
+    setup_logging(settings.log_level, settings.log_format, SERVICE)
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    health = Health(SERVICE)
+    service = SignalService(settings, health)  # config errors surface here, before binding
+    http = HttpEndpoint("0.0.0.0", settings.signals.http_port, health).start()
+    log.info(
+        "signal-bridge starting",
+        extra={
+            "fields": {
+                "strategy": settings.signals.strategy,
+                "source": settings.signals.source,
+                "model": str(settings.signals.model_path or ""),
+            }
+        },
+    )
+    try:
+        service.run(stop)
+    finally:
+        http.stop()
+    log.info("signal-bridge stopped")
+    return 0

@@ -1,0 +1,168 @@
+"""Talking to the API server (kubernetes_asyncio): server-side apply of rendered children, pruning
+of children no longer rendered, discovery, Secret digests and status writes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from tradingsystem_operator.models import GROUP, PLURAL, VERSION
+from tradingsystem_operator.render import MANAGER, Observed
+
+FIELD_MANAGER = MANAGER
+MONITORING = "monitoring.coreos.com/v1"
+# kind -> (apiVersion, plural); PersistentVolumeClaims are never pruned (they hold state) and go
+# only with the owner.
+KINDS: dict[str, tuple[str, str]] = {
+    "ConfigMap": ("v1", "configmaps"),
+    "Service": ("v1", "services"),
+    "Deployment": ("apps/v1", "deployments"),
+    "NetworkPolicy": ("networking.k8s.io/v1", "networkpolicies"),
+    "PersistentVolumeClaim": ("v1", "persistentvolumeclaims"),
+    "ServiceMonitor": (MONITORING, "servicemonitors"),
+    "PrometheusRule": (MONITORING, "prometheusrules"),
+}
+PRUNABLE = ("ConfigMap", "Service", "Deployment", "NetworkPolicy", "ServiceMonitor", "PrometheusRule")
+_OBJ = {"200": "object", "201": "object"}
+
+
+class CredentialsError(Exception):
+    """The referenced Secret is missing or lacks a key. The message names no secret value."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _collection(api_version: str, plural: str, namespace: str) -> str:
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return f"{base}/namespaces/{namespace}/{plural}"
+
+
+async def _call(
+    api: ApiClient,
+    method: str,
+    path: str,
+    body: Any = None,
+    query: list[tuple[str, str]] | None = None,
+    content_type: str = "application/json",
+) -> Any:
+    return await api.call_api(
+        path,
+        method,
+        query_params=query or [],
+        header_params={"Content-Type": content_type, "Accept": "application/json"},
+        body=body,
+        response_types_map=_OBJ,
+        auth_settings=["BearerToken"],
+        _return_http_data_only=True,
+    )
+
+
+async def apply(api: ApiClient, manifest: dict[str, Any]) -> None:
+    """Server-side apply with our field manager, forcing ownership of the fields we set."""
+    api_version, plural = KINDS[manifest["kind"]]
+    meta = manifest["metadata"]
+    path = f"{_collection(api_version, plural, meta['namespace'])}/{meta['name']}"
+    query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+    await _call(api, "PATCH", path, json.dumps(manifest), query, "application/apply-patch+yaml")
+
+
+async def prune(
+    api: ApiClient, namespace: str, instance: str, keep: Iterable[tuple[str, str]], kinds: Iterable[str]
+) -> list[tuple[str, str]]:
+    """Delete our children of ``kinds`` that are not in ``keep`` ((kind, name) pairs)."""
+    wanted = set(keep)
+    selector = f"app.kubernetes.io/instance={instance},app.kubernetes.io/managed-by={MANAGER}"
+    deleted = []
+    for kind in kinds:
+        api_version, plural = KINDS[kind]
+        path = _collection(api_version, plural, namespace)
+        listing = await _call(api, "GET", path, query=[("labelSelector", selector)])
+        for item in listing.get("items", []):
+            name = item["metadata"]["name"]
+            if (kind, name) not in wanted:
+                try:
+                    await _call(api, "DELETE", f"{path}/{name}")
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+                deleted.append((kind, name))
+    return deleted
+
+
+async def resource_exists(api: ApiClient, api_version: str, plural: str) -> bool:
+    """Discovery: does the API server serve this resource (e.g. is the ServiceMonitor CRD installed)?"""
+    try:
+        found = await _call(api, "GET", f"/apis/{api_version}")
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return any(r.get("name") == plural for r in found.get("resources", []))
+
+
+async def secret_digest(api: ApiClient, namespace: str, name: str, keys: Iterable[str], salt: str) -> str:
+    """A keyed digest of the referenced keys' values, for the pod-template hash annotation.
+
+    Keyed (HMAC with the owner's uid) so the annotation reveals nothing about the values.
+    """
+    try:
+        secret = await _call(api, "GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+    except ApiException as exc:
+        if exc.status == 404:
+            raise CredentialsError("SecretNotFound", f"Secret {namespace}/{name} not found") from None
+        raise
+    data = secret.get("data") or {}
+    missing = [k for k in keys if not data.get(k)]
+    if missing:
+        raise CredentialsError(
+            "SecretKeyMissing", f"Secret {namespace}/{name} has no (or empty) key(s) {missing}"
+        )
+    mac = hmac.new(salt.encode(), digestmod=hashlib.sha256)
+    for key in sorted(keys):
+        mac.update(key.encode() + b"\0" + data[key].encode() + b"\0")
+    return mac.hexdigest()[:16]
+
+
+async def observe(api: ApiClient, namespace: str, instance: str) -> tuple[Observed, dict[str, int]]:
+    """Per component: available replicas, current spec.replicas and ready replicas."""
+    selector = f"app.kubernetes.io/instance={instance},app.kubernetes.io/managed-by={MANAGER}"
+    listing = await _call(
+        api, "GET", _collection("apps/v1", "deployments", namespace), query=[("labelSelector", selector)]
+    )
+    available: dict[str, int] = {}
+    replicas: dict[str, int] = {}
+    ready: dict[str, int] = {}
+    for item in listing.get("items", []):
+        component = item["metadata"].get("labels", {}).get("app.kubernetes.io/component", "")
+        status = item.get("status") or {}
+        available[component] = int(status.get("availableReplicas") or 0)
+        ready[component] = int(status.get("readyReplicas") or 0)
+        replicas[component] = int((item.get("spec") or {}).get("replicas") or 0)
+    return Observed(available=available, replicas=replicas), ready
+
+
+async def get_tradingsystem(api: ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        found: dict[str, Any] = await _call(
+            api, "GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return found
+
+
+async def patch_status(api: ApiClient, namespace: str, name: str, status: dict[str, Any]) -> None:
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
+    await _call(
+        api, "PATCH", path, json.dumps({"status": status}), content_type="application/merge-patch+json"
+    )

@@ -1,0 +1,112 @@
+"""kopf wiring only: every trigger funnels into ``reconcile.reconcile`` for one TradingSystem.
+
+Triggers: create/update/resume of the TradingSystem, a drift-correcting timer, and events of the
+Deployments we own (label-filtered) so availability reaches status and opens startup gates.
+One lock per TradingSystem serialises passes from these triggers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.config.config_exception import ConfigException
+
+from tradingsystem_operator import apply as k8s
+from tradingsystem_operator.metrics import RECONCILE_DURATION, RECONCILES
+from tradingsystem_operator.models import GROUP, KIND, PLURAL, VERSION
+from tradingsystem_operator.reconcile import reconcile
+from tradingsystem_operator.render import MANAGER
+from tradingsystem_operator.rules import load_rule_groups
+
+# Drift correction period; a child's change arrives faster through the Deployment watch.
+TIMER_INTERVAL = float(os.environ.get("TRADINGSYSTEM_OPERATOR_RESYNC_S", "60"))
+MAX_RETRY_DELAY = 60.0
+
+
+@kopf.on.startup()
+async def startup(
+    *,
+    settings: kopf.OperatorSettings,
+    memo: kopf.Memo,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    **_: Any,
+) -> None:
+    # Our own prefixes, so another kopf operator on the same cluster never mistakes our marks.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.reporting_component = MANAGER
+    settings.posting.level = logging.WARNING
+    settings.scanning.disabled = True  # no cluster-wide list of CRDs/namespaces: tighter RBAC
+    settings.networking.request_timeout = 30
+    settings.watching.server_timeout = 300
+    try:
+        config.load_incluster_config()
+    except ConfigException:
+        await config.load_kube_config()
+    memo.api = client.ApiClient()
+    memo.locks = {}
+    memo.rule_groups = load_rule_groups()
+    if not memo.rule_groups:
+        logger.warning("no monitoring/rules/*.yaml found: PrometheusRule objects will not be created")
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    api = getattr(memo, "api", None)
+    if api is not None:
+        await api.close()
+
+
+@kopf.on.probe(id="reconciles")
+def probe(**_: Any) -> float:
+    return sum(RECONCILES.labels(r)._value.get() for r in ("success", "error"))
+
+
+async def _run(body: Mapping[str, Any], memo: kopf.Memo, retry: int) -> None:
+    key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    lock = memo.locks.setdefault(key, asyncio.Lock())
+    started = time.monotonic()
+    async with lock:
+        outcome = await reconcile(memo.api, body, memo.rule_groups)
+    RECONCILE_DURATION.observe(time.monotonic() - started)
+    RECONCILES.labels("error" if outcome.problem else "success").inc()
+    if outcome.problem is not None:
+        kopf.warn(cast(kopf.Body, body), reason=outcome.problem.reason, message=outcome.problem.message)
+        raise kopf.TemporaryError(outcome.problem.message, delay=min(MAX_RETRY_DELAY, 2.0 ** min(retry, 6)))
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-resume")
+@kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile-create")
+@kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-update")
+async def on_change(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    await _run(body, memo, retry)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=TIMER_INTERVAL, initial_delay=TIMER_INTERVAL)
+async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    # Errors are retried by the next tick; the change handlers own the backoff.
+    await _run(body, memo, retry=0)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGER})
+async def on_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    owner = next((r for r in body["metadata"].get("ownerReferences", []) if r.get("kind") == KIND), None)
+    if owner is None or not hasattr(memo, "api"):
+        return
+    parent = await k8s.get_tradingsystem(memo.api, body["metadata"]["namespace"], owner["name"])
+    if parent is None or parent["metadata"].get("deletionTimestamp"):
+        return
+    # A problem is already reported on the TradingSystem; its own handlers retry with backoff.
+    with contextlib.suppress(kopf.TemporaryError):
+        await _run(parent, memo, retry=0)

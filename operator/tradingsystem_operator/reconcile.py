@@ -1,0 +1,130 @@
+"""One level-based reconcile pass: read what is, render what should be, apply, prune, report.
+
+Idempotent and safe to run from any trigger (create, update, resume, timer, a child's event).
+Inputs are all checked before anything is applied, so a missing Secret leaves the running
+children as they were instead of half-updated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from tradingsystem_operator import apply as k8s
+from tradingsystem_operator.models import TradingSystemSpec
+from tradingsystem_operator.render import Inputs, Owner, render
+from tradingsystem_operator.status import Problem, compute_status, now, paused_status
+
+
+@dataclass
+class Outcome:
+    status: dict[str, Any]
+    problem: Problem | None = None
+
+
+def _api_problem(exc: ApiException) -> Problem:
+    try:
+        message = json.loads(exc.body or "{}").get("message") or exc.reason
+    except ValueError:
+        message = exc.reason
+    return Problem("ApiError", f"API server answered {exc.status}: {message}")
+
+
+async def _monitoring_support(api: ApiClient, spec: TradingSystemSpec) -> tuple[bool, bool]:
+    mon = spec.monitoring
+    sm = mon.service_monitor and await k8s.resource_exists(api, k8s.MONITORING, "servicemonitors")
+    pr = mon.prometheus_rule and await k8s.resource_exists(api, k8s.MONITORING, "prometheusrules")
+    return sm, pr
+
+
+async def reconcile(
+    api: ApiClient, body: Mapping[str, Any], rule_groups: tuple[dict[str, Any], ...]
+) -> Outcome:
+    meta = body["metadata"]
+    owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+    generation = int(meta.get("generation") or 0)
+    previous: Mapping[str, Any] = body.get("status") or {}
+    try:
+        spec = TradingSystemSpec.model_validate(dict(body.get("spec") or {}))
+    except ValidationError as exc:  # only if the CRD schema and the models drifted apart
+        problem = Problem(
+            "InvalidSpec", f"spec does not match the operator's model: {exc.error_count()} error(s)"
+        )
+        return await _report_problem(api, owner, generation, previous, problem)
+
+    if spec.paused:
+        status = paused_status(previous, generation, now())
+        await k8s.patch_status(api, owner.namespace, owner.name, status)
+        return Outcome(status)
+
+    try:
+        secret_hash = ""
+        if spec.mode != "sim" and spec.credentials is not None:
+            creds = spec.credentials
+            secret_hash = await k8s.secret_digest(
+                api, owner.namespace, creds.secret_name, [creds.api_key_key, creds.secret_key_key], owner.uid
+            )
+        sm, pr = await _monitoring_support(api, spec)
+        observed, _ = await k8s.observe(api, owner.namespace, owner.name)
+        inputs = Inputs(
+            owner=owner,
+            spec=spec,
+            secret_hash=secret_hash,
+            observed=observed,
+            service_monitor_crd=sm,
+            prometheus_rule_crd=pr,
+            rule_groups=rule_groups if pr else (),
+        )
+        rendered = render(inputs)
+        for manifest in rendered.manifests:
+            await k8s.apply(api, manifest)
+        kinds = [k for k in k8s.PRUNABLE if k not in ("ServiceMonitor", "PrometheusRule")]
+        kinds += (
+            ["ServiceMonitor"] if await k8s.resource_exists(api, k8s.MONITORING, "servicemonitors") else []
+        ) + (["PrometheusRule"] if await k8s.resource_exists(api, k8s.MONITORING, "prometheusrules") else [])
+        keep = [(m["kind"], m["metadata"]["name"]) for m in rendered.manifests]
+        await k8s.prune(api, owner.namespace, owner.name, keep, kinds)
+        _, ready = await k8s.observe(api, owner.namespace, owner.name)
+    except k8s.CredentialsError as exc:
+        return await _report_problem(api, owner, generation, previous, Problem(exc.reason, str(exc)), spec)
+    except ApiException as exc:
+        return await _report_problem(api, owner, generation, previous, _api_problem(exc), spec)
+
+    status = compute_status(
+        spec, generation, rendered.desired, ready, rendered.waiting_on, None, previous, now()
+    )
+    status["services"] = _drop_gone(previous, status["services"])
+    await k8s.patch_status(api, owner.namespace, owner.name, status)
+    return Outcome(status)
+
+
+def _drop_gone(previous: Mapping[str, Any], services: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch keeps map keys it does not mention: null the services no longer run."""
+    gone = {name: None for name in (previous.get("services") or {}) if name not in services}
+    return {**services, **gone}
+
+
+async def _report_problem(
+    api: ApiClient,
+    owner: Owner,
+    generation: int,
+    previous: Mapping[str, Any],
+    problem: Problem,
+    spec: TradingSystemSpec | None = None,
+) -> Outcome:
+    """Degraded with the reason; per-service counts stay as last observed."""
+    basis = spec or TradingSystemSpec.model_construct(halted=False)
+    services = previous.get("services") or {}
+    desired = {n: int(s.get("desired") or 0) for n, s in services.items()}
+    ready = {n: int(s.get("ready") or 0) for n, s in services.items()}
+    status = compute_status(basis, generation, desired, ready, {}, problem, previous, now())
+    with contextlib.suppress(ApiException):  # the caller reports it as an event and retries anyway
+        await k8s.patch_status(api, owner.namespace, owner.name, status)
+    return Outcome(status, problem)

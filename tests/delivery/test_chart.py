@@ -1,0 +1,181 @@
+"""The Helm chart, rendered by a real helm binary: lint, template with several values files, the
+schema's refusals, and the files it must share with the rest of the repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tradingsystem.common.config import LIVE_CONFIRMATION
+
+from .conftest import CHART, EXAMPLES, REPO, Helm, project_version
+
+VALUES = Path(__file__).parent / "values"
+GOOD_VALUES = sorted(p for p in VALUES.glob("*.yaml") if not p.name.startswith("bad-"))
+# helm built from Go modules lacks the release build's ldflags and assumes Kubernetes v1.20 for
+# offline rendering; say which cluster we target (the chart requires >= 1.29 for CEL rules).
+KUBE = ("--kube-version", "1.34.4")
+RBAC_SOURCE = REPO / "operator" / "tradingsystem_operator" / "rbac.yaml"
+# (source of truth, the chart's copy): `make chart-sync` refreshes every copy.
+COPIES = [
+    (REPO / "crds" / "tradingsystems.yaml", CHART / "crds" / "tradingsystems.yaml"),
+    (RBAC_SOURCE, CHART / "files" / "rbac.yaml"),
+    *[(EXAMPLES / n, CHART / "examples" / n) for n in ("sim.yaml", "paper.yaml", "paper-secret.yaml")],
+]
+
+
+def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def one(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = by_kind(objs, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def operator_rules() -> dict[str, list[dict[str, Any]]]:
+    rules = yaml.safe_load(RBAC_SOURCE.read_text())
+    return {"namespaced": rules["namespaced"], "cluster": rules.get("cluster") or []}
+
+
+def container(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+    [c] = pod["containers"]
+    return dict(c)
+
+
+# --- copies and versions ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("source", "copy"), COPIES, ids=lambda p: str(p.relative_to(REPO)))
+def test_chart_copy_matches_its_source(source: Path, copy: Path) -> None:
+    assert copy.read_bytes() == source.read_bytes(), f"{copy.relative_to(REPO)} is stale: run `make chart-sync`"
+
+
+def test_chart_dashboards_match_monitoring() -> None:
+    sources = {p.name: p.read_bytes() for p in (REPO / "monitoring" / "dashboards").glob("*.json")}
+    copies = {p.name: p.read_bytes() for p in (CHART / "files" / "dashboards").glob("*.json")}
+    assert sources, "monitoring/dashboards has no dashboard"
+    assert copies == sources, "chart dashboards are stale: run `make chart-sync`"
+
+
+def test_chart_version_and_app_version_are_the_package_version() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["version"] == chart["appVersion"] == project_version()
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_use_the_image_of_this_version(example: Path) -> None:
+    for doc in yaml.safe_load_all(example.read_text()):
+        if doc["kind"] == "TradingSystem":
+            assert doc["spec"]["image"] == f"tradingsystem:{project_version()}"
+
+
+def test_live_example_carries_the_acknowledgement() -> None:
+    spec = yaml.safe_load((EXAMPLES / "live.yaml").read_text())["spec"]
+    assert spec["mode"] == "live"
+    assert spec["liveAcknowledgement"] == LIVE_CONFIRMATION
+    assert spec["halted"] is True  # a live system starts with the kill switch on
+
+
+# --- lint and template --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [None, *GOOD_VALUES], ids=lambda p: p.name if p else "defaults")
+def test_helm_lint_strict(helm: Helm, values: Path | None) -> None:
+    args = ["-f", str(values)] if values else []
+    result = helm.run("lint", "--strict", str(CHART), *KUBE, *args)
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+def test_defaults_watch_the_release_namespace_with_a_role(helm: Helm) -> None:
+    objs = helm.template(*KUBE, namespace="desk")
+    role, binding = one(objs, "Role"), one(objs, "RoleBinding")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "desk"
+    assert role["rules"] == operator_rules()["namespaced"]
+    sa = one(objs, "ServiceAccount")["metadata"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["name"], "namespace": "desk"}]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert bool(by_kind(objs, "ClusterRole")) == bool(operator_rules()["cluster"])
+    assert "--namespace=desk" in container(objs)["args"]
+    assert "--all-namespaces" not in container(objs)["args"]
+
+
+def test_operator_deployment_is_single_replica_recreate_non_root(helm: Helm) -> None:
+    objs = helm.template(*KUBE)
+    deploy = one(objs, "Deployment")
+    assert deploy["spec"]["replicas"] == 1
+    assert deploy["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deploy["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == one(objs, "ServiceAccount")["metadata"]["name"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001  # the Dockerfile's USER
+    c = container(objs)
+    assert c["image"] == f"tradingsystem:{project_version()}"
+    assert c["command"] == ["tradingsystem-operator"] and c["args"][0] == "run"
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert f"--metrics-port={ports['metrics']}" in c["args"]
+    assert f"--liveness=http://0.0.0.0:{ports['health']}/healthz" in c["args"]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert not by_kind(objs, "ServiceMonitor") and not by_kind(objs, "ConfigMap")
+
+
+def test_crds_are_installed_from_the_chart(helm: Helm) -> None:
+    crd = one(helm.template(*KUBE), "CustomResourceDefinition")
+    assert crd == yaml.safe_load((REPO / "crds" / "tradingsystems.yaml").read_text())
+
+
+def test_cluster_wide_uses_one_cluster_role(helm: Helm) -> None:
+    objs = helm.template(*KUBE, "-f", str(VALUES / "cluster-wide.yaml"))
+    assert not by_kind(objs, "Role") and not by_kind(objs, "RoleBinding")
+    rules = operator_rules()
+    assert one(objs, "ClusterRole")["rules"] == rules["namespaced"] + rules["cluster"]
+    assert one(objs, "ClusterRoleBinding")["subjects"][0]["kind"] == "ServiceAccount"
+    args = container(objs)["args"]
+    assert "--all-namespaces" in args and not any(a.startswith("--namespace") for a in args)
+
+
+def test_each_watched_namespace_gets_a_role(helm: Helm) -> None:
+    objs = helm.template(*KUBE, "-f", str(VALUES / "multi-namespace.yaml"), namespace="ops")
+    assert sorted(r["metadata"]["namespace"] for r in by_kind(objs, "Role")) == ["trading-a", "trading-b"]
+    for binding in by_kind(objs, "RoleBinding"):
+        assert binding["subjects"][0]["namespace"] == "ops"  # the ServiceAccount lives with the operator
+    args = container(objs)["args"]
+    assert "--namespace=trading-a" in args and "--namespace=trading-b" in args
+
+
+def test_monitoring_values_render_service_monitor_and_dashboards(helm: Helm) -> None:
+    objs = helm.template(*KUBE, "-f", str(VALUES / "monitoring.yaml"))
+    sm = one(objs, "ServiceMonitor")
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    service = one(objs, "Service")
+    assert sm["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert sm["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
+    dashboards = by_kind(objs, "ConfigMap")
+    expected = {p.name for p in (CHART / "files" / "dashboards").glob("*.json")}
+    assert {name for cm in dashboards for name in cm["data"]} == expected
+    for cm in dashboards:
+        assert cm["metadata"]["namespace"] == "monitoring"
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert cm["metadata"]["annotations"] == {"grafana_folder": "Trading"}
+    assert container(objs)["image"] == "ghcr.io/acme/tradingsystem@sha256:" + "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ("bad-type.yaml", "at '/rbac/clusterWide': got string, want boolean"),
+        ("bad-typo.yaml", "additional properties 'watchNamespace' not allowed"),
+        ("bad-namespace.yaml", "at '/watchNamespaces/0': 'Trading_Desk' does not match pattern"),
+    ],
+)
+def test_schema_rejects_bad_values_readably(helm: Helm, values: str, message: str) -> None:
+    result = helm.run("template", "ts", str(CHART), *KUBE, "-f", str(VALUES / values), check=False)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert message in result.stderr

@@ -1,0 +1,273 @@
+"""The chart on the real control plane: its rendering server-side applied, the examples accepted
+by --dry-run=server, and the operator's RBAC proven sufficient (the operator, logged in with the
+chart's ServiceAccount token, reconciles the sim example) and minimal (what it must not do is
+refused). No kubectl needed: every call goes to the API server directly."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tradingsystem_operator.controlplane import ControlPlane
+
+from .conftest import CHART, EXAMPLES, Helm
+
+RELEASE = "ts"
+# Cluster-scoped kinds the chart or the examples can contain; everything else is namespaced.
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Namespace"}
+RBAC_RULES = yaml.safe_load((CHART / "files" / "rbac.yaml").read_text())
+
+
+def resource_path(obj: dict[str, Any], namespace: str) -> str:
+    api_version, kind = obj["apiVersion"], obj["kind"]
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    scope = "" if kind in CLUSTER_SCOPED else f"/namespaces/{obj['metadata'].get('namespace', namespace)}"
+    return f"{base}{scope}/{kind.lower()}s/{obj['metadata']['name']}"
+
+
+def server_side_apply(cp: ControlPlane, obj: dict[str, Any], namespace: str, *, dry_run: bool = False) -> Any:
+    query = "fieldManager=helm-chart-test&force=true" + ("&dryRun=All" if dry_run else "")
+    status, body = cp.request(
+        "PATCH", f"{resource_path(obj, namespace)}?{query}", obj, content_type="application/apply-patch+yaml"
+    )
+    assert status in (200, 201), f"apply {obj['kind']}/{obj['metadata']['name']}: {status} {body}"
+    return body
+
+
+def create_namespace(cp: ControlPlane, prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    status, body = cp.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+    assert status == 201, body
+    return name
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class Install:
+    namespace: str
+    service_account: str
+    objects: list[dict[str, Any]]
+
+    @property
+    def user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.service_account}"
+
+
+def can(cp: ControlPlane, install: Install, verb: str, group: str, resource: str, namespace: str | None) -> bool:
+    """`kubectl auth can-i --as=<the chart's ServiceAccount>`: a SubjectAccessReview for it."""
+    plural, _, sub = resource.partition("/")
+    attrs = {"verb": verb, "group": group, "resource": plural, "subresource": sub}
+    if namespace:
+        attrs["namespace"] = namespace
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": install.user,
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{install.namespace}", "system:authenticated"],
+            "resourceAttributes": attrs,
+        },
+    }
+    status, body = cp.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", review)
+    assert status == 201, body
+    return bool(body["status"].get("allowed"))
+
+
+def install_rendered(cp: ControlPlane, helm: Helm, namespace: str, *values: str) -> Install:
+    objs = helm.template("--kube-version", "1.34.4", *values, namespace=namespace)
+    crds = [o for o in objs if o["kind"] == "CustomResourceDefinition"]
+    for crd in crds:
+        server_side_apply(cp, crd, namespace)
+        cp.wait_crd_established(crd["metadata"]["name"])
+    for obj in objs:
+        if obj["kind"] != "CustomResourceDefinition":
+            server_side_apply(cp, obj, namespace)
+    sa = next(o for o in objs if o["kind"] == "ServiceAccount")
+    return Install(namespace, sa["metadata"]["name"], objs)
+
+
+@pytest.fixture(scope="module")
+def installed(control_plane: ControlPlane, kubeconfig: Path, helm: Helm) -> Install:
+    """The chart with default values, server-side applied into a fresh namespace."""
+    return install_rendered(control_plane, helm, create_namespace(control_plane, "dlv"))
+
+
+def test_rendered_chart_is_live_on_the_server(control_plane: ControlPlane, installed: Install) -> None:
+    for obj in installed.objects:
+        status, live = control_plane.request("GET", resource_path(obj, installed.namespace))
+        assert status == 200, f"{obj['kind']}/{obj['metadata']['name']} missing: {live}"
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_pass_server_dry_run(control_plane: ControlPlane, installed: Install, example: Path) -> None:
+    for doc in yaml.safe_load_all(example.read_text()):
+        server_side_apply(control_plane, doc, installed.namespace, dry_run=True)
+
+
+def test_live_without_acknowledgement_is_refused(control_plane: ControlPlane, installed: Install) -> None:
+    live = yaml.safe_load((EXAMPLES / "live.yaml").read_text())
+    del live["spec"]["liveAcknowledgement"]
+    path = resource_path(live, installed.namespace) + "?fieldManager=t&dryRun=All"
+    status, body = control_plane.request("PATCH", path, live, content_type="application/apply-patch+yaml")
+    assert status == 422
+    assert "liveAcknowledgement" in body["message"]
+
+
+def test_helm_install_against_the_server_prints_next_steps(
+    control_plane: ControlPlane, kubeconfig: Path, helm: Helm
+) -> None:
+    namespace = create_namespace(control_plane, "dlv-helm")
+    result = helm.run(
+        "install", RELEASE, str(CHART), "--namespace", namespace, "--kubeconfig", str(kubeconfig), "--dry-run=server"
+    )
+    assert "NOTES:" in result.stdout
+    assert f"kubectl -n {namespace} apply -f examples/sim.yaml" in result.stdout
+    assert "create secret generic alpaca-paper" in result.stdout
+
+
+def _rule_checks() -> list[tuple[str, str, str]]:
+    return [
+        (verb, group, resource)
+        for rule in RBAC_RULES["namespaced"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    ]
+
+
+def test_service_account_may_do_everything_the_operator_needs(
+    control_plane: ControlPlane, installed: Install
+) -> None:
+    denied = [
+        check for check in _rule_checks() if not can(control_plane, installed, *check, namespace=installed.namespace)
+    ]
+    assert not denied, f"{installed.user} lacks {denied}"
+
+
+@pytest.mark.parametrize(
+    ("verb", "group", "resource", "where"),
+    [
+        ("delete", "", "nodes", None),
+        ("create", "rbac.authorization.k8s.io", "clusterroles", None),
+        ("create", "rbac.authorization.k8s.io", "roles", "own"),  # no privilege escalation path
+        ("create", "", "pods", "own"),  # pods only through Deployments
+        ("list", "", "secrets", "own"),  # Secrets by name only
+        ("get", "", "secrets", "other"),
+        ("list", "tradingsystem.dev", "tradingsystems", "other"),
+        ("create", "apps", "deployments", "other"),
+        ("delete", "tradingsystem.dev", "tradingsystems", "own"),  # users own their TradingSystems
+    ],
+)
+def test_service_account_is_refused_what_it_does_not_need(
+    control_plane: ControlPlane, installed: Install, verb: str, group: str, resource: str, where: str | None
+) -> None:
+    namespace = {"own": installed.namespace, "other": "default", None: None}[where]
+    assert not can(control_plane, installed, verb, group, resource, namespace)
+
+
+def test_cluster_wide_install_reaches_every_namespace_but_no_further(
+    control_plane: ControlPlane, kubeconfig: Path, helm: Helm
+) -> None:
+    namespace = create_namespace(control_plane, "dlv-cw")
+    install = install_rendered(control_plane, helm, namespace, "--set", "rbac.clusterWide=true,fullnameOverride=cw")
+    assert can(control_plane, install, "watch", "tradingsystem.dev", "tradingsystems", "default")
+    assert can(control_plane, install, "patch", "apps", "deployments", "kube-public")
+    assert not can(control_plane, install, "create", "rbac.authorization.k8s.io", "clusterrolebindings", None)
+    assert not can(control_plane, install, "delete", "", "namespaces", None)
+
+
+# --- the operator itself, logged in as the chart's ServiceAccount ----------------------------------
+
+
+def service_account_kubeconfig(cp: ControlPlane, install: Install, path: Path) -> Path:
+    """A kubeconfig holding a real token of the chart's ServiceAccount (TokenRequest API)."""
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}}
+    status, body = cp.request(
+        "POST", f"/api/v1/namespaces/{install.namespace}/serviceaccounts/{install.service_account}/token", request
+    )
+    assert status == 201, body
+    assert cp.certs is not None
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {"server": cp.server, "certificate-authority": str(cp.certs.ca_cert)}}],
+        "users": [{"name": "operator", "user": {"token": body["status"]["token"]}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "test", "user": "operator"}}],
+        "current-context": "operator",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@contextlib.contextmanager
+def operator_process(install: Install, kubeconfig: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    env.update(KUBECONFIG=str(kubeconfig), TRADINGSYSTEM_OPERATOR_RESYNC_S="5")
+    # The chart's container arguments, minus the ports (0/empty: nothing to bind in a test).
+    argv = [sys.executable, "-m", "tradingsystem_operator.main", "run", f"--namespace={install.namespace}",
+            "--metrics-port=0", "--liveness="]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def test_operator_reconciles_sim_example_with_the_charts_service_account(
+    control_plane: ControlPlane, installed: Install, tmp_path: Path
+) -> None:
+    cp, ns = control_plane, installed.namespace
+    sim = yaml.safe_load((EXAMPLES / "sim.yaml").read_text())
+    ts_path = resource_path(sim, ns)
+    log = tmp_path / "operator.log"
+
+    def deployments() -> list[str]:
+        status, body = cp.request(
+            "GET", f"/apis/apps/v1/namespaces/{ns}/deployments?labelSelector=app.kubernetes.io/managed-by%3Dtradingsystem-operator"
+        )
+        assert status == 200, body
+        return [d["metadata"]["name"] for d in body["items"]]
+
+    def reconciled() -> bool:
+        status, ts = cp.request("GET", ts_path)
+        return status == 200 and ts.get("status", {}).get("observedGeneration") == ts["metadata"]["generation"]
+
+    with operator_process(installed, service_account_kubeconfig(cp, installed, tmp_path / "sa.kubeconfig"), log) as op:
+        server_side_apply(cp, sim, ns)
+        wait_for("the operator to reconcile the sim example", lambda: op.poll() is None and reconciled())
+        assert op.poll() is None, log.read_text()
+        names = deployments()
+        for service in ("market-data", "signal-bridge", "risk-manager", "execution-engine"):
+            assert any(n.endswith(service) for n in names), f"no {service} Deployment in {names}"
+        # Deleting goes through the operator's finalizer, also under the ServiceAccount.
+        status, _ = cp.request("DELETE", ts_path)
+        assert status in (200, 202)
+        wait_for("the TradingSystem to be gone", lambda: cp.request("GET", ts_path)[0] == 404, timeout=60)
+    output = log.read_text()
+    assert "Forbidden" not in output, output[-4000:]

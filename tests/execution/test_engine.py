@@ -1,0 +1,123 @@
+"""The engine in-process over real ZeroMQ and the real simulator: intents in, reports out."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tradingsystem.common.bus import Publisher, Subscriber
+from tradingsystem.common.config import Settings
+from tradingsystem.common.wire import TOPIC_EXEC, TOPIC_HEARTBEAT, ExecutionReport, OrderIntent, OrderStatus, Side
+from tradingsystem.execution.service import Engine
+from tradingsystem.sim.server import SimulatorThread
+
+from .conftest import SYMBOL, ledger_orders, ledger_positions, wait_for
+
+
+class Harness:
+    """A running engine plus the risk-side publisher and a report subscriber."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = Engine(settings)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.engine.run, args=(self.stop,), daemon=True)
+        self.risk = Publisher(settings.bus.bind_endpoint(settings.bus.risk), service="risk-manager")
+        self.reports = Subscriber(settings.bus.execution, [TOPIC_EXEC, TOPIC_HEARTBEAT])
+        self.thread.start()
+        wait_for(lambda: self.engine.health.ready, what="engine ready")
+        # Reports are not replayed: only trade once the report subscription is live.
+        wait_for(lambda: self.reports.sock.poll(50) and self.reports.recv(), what="engine heartbeat")
+
+    def send_until_report(
+        self, intent: OrderIntent, done: Callable[[ExecutionReport], bool], timeout: float = 10.0
+    ) -> list[ExecutionReport]:
+        """Publish ``intent`` until a report satisfies ``done`` (re-sends are deduplicated by cid:
+        PUB/SUB drops messages until the subscription has propagated)."""
+        seen: list[ExecutionReport] = []
+
+        def step() -> bool:
+            self.risk.publish(intent)
+            while self.reports.sock.poll(50):
+                msg = self.reports.recv().msg
+                if isinstance(msg, ExecutionReport) and msg.client_order_id == intent.client_order_id:
+                    seen.append(msg)
+            return any(done(r) for r in seen)
+
+        wait_for(step, timeout, what=f"report for {intent.client_order_id}")
+        return seen
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=20)
+        self.risk.close()
+        self.reports.close()
+
+
+@pytest.fixture
+def harness(make_settings: Callable[..., Settings]) -> Iterator[Harness]:
+    h = Harness(make_settings())
+    yield h
+    h.close()
+    assert not h.thread.is_alive()
+
+
+def _intent(symbol: str = SYMBOL, qty: float = 4, side: Side = Side.BUY) -> OrderIntent:
+    return OrderIntent(client_order_id=f"t-{uuid.uuid4().hex[:12]}", symbol=symbol, side=side, qty=qty)
+
+
+def test_market_order_fills_once_and_positions_match(harness: Harness, sim: SimulatorThread) -> None:
+    intent = _intent()
+    reports = harness.send_until_report(intent, lambda r: r.status is OrderStatus.FILLED)
+    filled = [r for r in reports if r.status is OrderStatus.FILLED]
+    assert len(filled) == 1 and filled[0].last_fill_qty == 4 and filled[0].last_fill_price
+    assert filled[0].broker_order_id == ledger_orders(sim, intent.client_order_id)[0]["id"]
+    # the fill also arrives on trade_updates; cumulative accounting keeps it single
+    assert harness.engine.store.fill_count(intent.client_order_id) == 1
+    assert harness.engine.store.positions() == ledger_positions(sim) == {SYMBOL: 4.0}
+
+
+def test_broker_4xx_is_reported_rejected_with_reason(harness: Harness, sim: SimulatorThread) -> None:
+    intent = _intent(symbol="NOPE")
+    reports = harness.send_until_report(intent, lambda r: r.status is OrderStatus.REJECTED)
+    assert "422" in reports[-1].reason
+    assert ledger_orders(sim, intent.client_order_id) == []
+
+
+def test_broker_faults_lose_and_duplicate_nothing(harness: Harness, sim: SimulatorThread) -> None:
+    intents = [_intent(qty=1) for _ in range(4)]
+    sim.faults.http_429_next = 2
+    sim.faults.order_504_next = 1
+    sim.faults.http_5xx_next = 1
+    for intent in intents:
+        harness.send_until_report(intent, lambda r: r.status is OrderStatus.FILLED)
+    for intent in intents:
+        assert len(ledger_orders(sim, intent.client_order_id)) == 1
+    assert harness.engine.store.positions() == ledger_positions(sim) == {SYMBOL: 4.0}
+
+
+def test_fills_missed_while_the_stream_was_down_come_from_reconciliation(
+    harness: Harness, sim: SimulatorThread
+) -> None:
+    # A far-away limit order rests; the fill happens while trade_updates is disconnected.
+    quote = sim.call(lambda: sim.ledger.quotes[SYMBOL])
+    intent = OrderIntent(
+        client_order_id=f"t-{uuid.uuid4().hex[:12]}",
+        symbol=SYMBOL,
+        side=Side.BUY,
+        qty=2,
+        order_type="limit",  # type: ignore[arg-type]
+        limit_price=float(quote.ask) * 0.5,
+    )
+    harness.send_until_report(intent, lambda r: r.status is OrderStatus.ACCEPTED)
+    sim.disconnect("trading", clean=False)
+    order_id = ledger_orders(sim, intent.client_order_id)[0]["id"]
+    sim.call(lambda: sim.ledger._fill(sim.ledger.orders[order_id], sim.ledger.orders[order_id].qty, quote.ask, 1))
+    wait_for(
+        lambda: (o := harness.engine.store.get(intent.client_order_id)) and o.status is OrderStatus.FILLED,
+        timeout=15,
+        what="fill via reconciliation after stream reconnect",
+    )
+    assert harness.engine.store.positions() == ledger_positions(sim)

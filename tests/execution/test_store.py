@@ -1,0 +1,37 @@
+"""SQLite persistence survives reopening (what a restart after kill -9 sees)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tradingsystem.common.wire import OrderIntent, OrderStatus, Side
+from tradingsystem.execution.orders import Order
+from tradingsystem.execution.store import OrderStore
+
+
+def _order(cid: str, side: Side = Side.BUY) -> Order:
+    return Order.from_intent(OrderIntent(client_order_id=cid, symbol="AAPL", side=side, qty=5), 7)
+
+
+def test_orders_fills_and_positions_survive_reopen(tmp_path: Path) -> None:
+    db = tmp_path / "x" / "exec.sqlite"
+    store = OrderStore(db)
+    a, b = _order("a"), _order("b", Side.SELL)
+    assert store.add(a) and store.add(b)
+    assert not store.add(_order("a"))  # replayed intent
+    _, fill = a.apply_broker("filled", 5, 10.0, "broker-a")
+    store.save(a, fill, 1)
+    store.save(a, fill, 1)  # the same fill twice is stored once
+    b.apply_broker("partially_filled", 2, 11.0)
+    store.save(b)
+    store.close()
+
+    again = OrderStore(db)
+    got = again.get("a")
+    assert got is not None and got.status is OrderStatus.FILLED and got.broker_order_id == "broker-a"
+    assert [o.client_order_id for o in again.open_orders()] == ["b"]
+    assert again.positions() == {"AAPL": 3.0}
+    assert again.fill_count("a") == 1
+    pending = again.get("b")
+    assert pending is not None and pending.filled_qty == 2
+    again.close()

@@ -1,0 +1,149 @@
+"""market-data against the Alpaca-compatible simulator, over a real websocket and a real ZMQ SUB.
+
+Only Alpaca's servers are replaced (by our simulator); alpaca-py, validation and the bus are real.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from prometheus_client import REGISTRY
+
+from tradingsystem.common import wire
+from tradingsystem.common.bus import Subscriber
+from tradingsystem.common.config import BusSettings, MarketDataSettings, Settings, SimSettings
+from tradingsystem.common.runtime import Health
+from tradingsystem.marketdata.service import SERVICE, MarketDataService, stream_url
+from tradingsystem.sim.server import SimulatorThread
+
+SYMBOLS = ["AAPL", "MSFT"]
+INVALID = ("bad_price", "crossed_quote", "bad_bar")
+
+
+def dropped(reason: str) -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "tradingsystem_messages_dropped_total", {"service": SERVICE, "reason": reason}
+        )
+        or 0.0
+    )
+
+
+def reconnects() -> float:
+    return REGISTRY.get_sample_value("tradingsystem_marketdata_reconnects_total") or 0.0
+
+
+class Tap:
+    """Everything the service publishes, with a bounded wait."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.sub = Subscriber(endpoint, [b""])
+        self.got: list[wire.Msg] = []
+
+    def drain_until(self, cond: Callable[[], bool], timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.sub.sock.poll(50):
+                while self.sub.sock.poll(0):
+                    self.got.append(self.sub.recv().msg)
+            if cond():
+                return
+        raise AssertionError("condition not met in time")
+
+    def ticks(self) -> list[wire.Trade | wire.Quote | wire.Bar]:
+        return [m for m in self.got if isinstance(m, wire.Trade | wire.Quote | wire.Bar)]
+
+
+@pytest.fixture
+def pipeline(free_port: Callable[[], int]) -> Iterator[tuple[SimulatorThread, MarketDataService, Tap]]:
+    with SimulatorThread(SYMBOLS, tick_rate=50, bar_every=20) as sim:
+        settings = Settings(
+            symbols=SYMBOLS,
+            sim=SimSettings(port=sim.port),
+            bus=BusSettings(market_data=f"tcp://127.0.0.1:{free_port()}", heartbeat_interval_s=0.2),
+            market_data=MarketDataSettings(reconnect_min_s=0.05, reconnect_max_s=0.2),
+        )
+        assert stream_url(settings) == f"ws://127.0.0.1:{sim.port}/v2/iex"
+        tap = Tap(settings.bus.market_data)
+        svc = MarketDataService(settings, Health(SERVICE)).start()
+        try:
+            yield sim, svc, tap
+        finally:
+            svc.stop()
+            tap.sub.close()
+        assert svc._thread is not None and not svc._thread.is_alive()
+
+
+def test_streams_validated_ticks_and_drops_injected_bad_ones(
+    pipeline: tuple[SimulatorThread, MarketDataService, Tap],
+) -> None:
+    sim, svc, tap = pipeline
+    tap.drain_until(lambda: svc.health.ready and len({type(t) for t in tap.ticks()}) == 3)
+    for t in tap.ticks():
+        assert t.symbol in SYMBOLS and t.origin_ts > 0 and t.seq > 0
+    assert any(isinstance(m, wire.Heartbeat) and m.service == SERVICE for m in tap.got)
+
+    before = {r: dropped(r) for r in INVALID}
+    ooo = dropped("out_of_order")
+    tap.got.clear()
+    sim.faults.malformed_ticks_next = 12
+    tap.drain_until(lambda: sum(dropped(r) - before[r] for r in INVALID) >= 12)
+    sim.faults.out_of_order_ticks_next = 4
+    tap.drain_until(lambda: dropped("out_of_order") - ooo >= 4)
+    tap.drain_until(lambda: len(tap.ticks()) > 50)  # and the good ticks keep flowing
+
+    assert sum(dropped(r) - before[r] for r in INVALID) == 12
+    assert dropped("out_of_order") - ooo == 4
+    for t in tap.ticks():  # nothing invalid was forwarded
+        if isinstance(t, wire.Trade):
+            assert t.price > 0
+        elif isinstance(t, wire.Quote):
+            assert 0 < t.bid <= t.ask
+        else:
+            assert t.low <= min(t.open, t.close) <= max(t.open, t.close) <= t.high
+
+
+@pytest.mark.parametrize("clean", [True, False], ids=["clean-close", "tcp-drop"])
+def test_reconnects_after_the_server_closes_the_stream(
+    pipeline: tuple[SimulatorThread, MarketDataService, Tap], clean: bool
+) -> None:
+    sim, svc, tap = pipeline
+    tap.drain_until(lambda: svc.health.ready and len(tap.ticks()) > 0)
+    n0 = reconnects()
+    assert sim.disconnect("data", clean=clean) == 1
+    tap.drain_until(lambda: reconnects() >= n0 + 1)
+    tap.got.clear()
+    tap.drain_until(lambda: svc.health.ready and len(tap.ticks()) > 20)
+    assert reconnects() == n0 + 1
+    assert sim.status()["data_clients"] == 1
+
+
+def test_rejected_keys_keep_it_unready_and_secrets_out_of_logs(
+    free_port: Callable[[], int], caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "WRONG-SECRET-d41d8cd9"
+    with SimulatorThread(SYMBOLS, tick_rate=50) as sim:
+        settings = Settings(
+            symbols=SYMBOLS,
+            sim=SimSettings(port=sim.port),
+            alpaca={"api_key": "SIMKEY", "secret_key": secret},
+            bus=BusSettings(market_data=f"tcp://127.0.0.1:{free_port()}", heartbeat_interval_s=0.2),
+            market_data=MarketDataSettings(reconnect_min_s=0.05, reconnect_max_s=0.2),
+        )
+        tap = Tap(settings.bus.market_data)
+        caplog.set_level("DEBUG")
+        svc = MarketDataService(settings, Health(SERVICE)).start()
+        try:
+            # Heartbeats flow (the service is alive) while auth keeps failing and it retries.
+            tap.drain_until(lambda: sum(isinstance(m, wire.Heartbeat) for m in tap.got) >= 3)
+            tap.drain_until(lambda: caplog.text.count("auth failed") >= 2)
+            assert not svc.health.ready
+            assert tap.ticks() == []
+            assert all(m.state == "disconnected" for m in tap.got if isinstance(m, wire.Heartbeat))
+        finally:
+            svc.stop()
+            tap.sub.close()
+    assert secret not in caplog.text
+    assert secret not in repr(settings)

@@ -1,0 +1,68 @@
+"""Fixtures for the monitoring tests; ``promhelpers`` is importable from the test modules
+(pytest runs in importlib mode)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from promhelpers import (
+    Prometheus,
+    StartPrometheus,
+    alert_rules,
+    free_port,
+    load_rules,
+    prometheus_config,
+    tool,
+    wait_ready,
+)
+
+
+@pytest.fixture
+def start_prometheus(tmp_path: Path) -> Iterator[StartPrometheus]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        targets: dict[str, list[str]], rule_for: dict[str, str] | None = None, interval: str = "1s"
+    ) -> Prometheus:
+        rules = load_rules()
+        for name, duration in (rule_for or {}).items():
+            alert_rules(rules)[name]["for"] = duration
+        rule_file = tmp_path / "rules.yaml"
+        rule_file.write_text(yaml.safe_dump(rules))
+        config_file = tmp_path / "prometheus.yml"
+        config_file.write_text(yaml.safe_dump(prometheus_config(targets, interval, rule_file)))
+        for _attempt in range(3):  # the free port can be taken between probe and bind
+            port = free_port()
+            log = (tmp_path / f"prometheus-{port}.log").open("wb")
+            proc = subprocess.Popen(
+                [
+                    tool("prometheus"),
+                    f"--config.file={config_file}",
+                    f"--storage.tsdb.path={tmp_path / f'tsdb-{port}'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--log.level=warn",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            procs.append(proc)
+            if wait_ready(proc, f"http://127.0.0.1:{port}"):
+                return Prometheus(f"http://127.0.0.1:{port}")
+        raise AssertionError(f"prometheus did not start; see logs in {tmp_path}")
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)

@@ -1,0 +1,120 @@
+"""Helpers for the monitoring tests. A real Prometheus (Debian's ``prometheus`` package) on loopback, for end-to-end checks.
+
+``start_prometheus(targets, rule_for={...})`` writes a config derived from the shipped static
+example (same job naming), loads the shipped rule file with only selected ``for:`` durations
+shortened (the expressions stay the real ones), starts Prometheus on a free port with a
+temporary TSDB, waits until it is ready and returns a small HTTP API client.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+MONITORING = REPO / "monitoring"
+RULES_FILE = MONITORING / "rules" / "tradingsystem.rules.yaml"
+STATIC_CONFIG = MONITORING / "prometheus" / "prometheus.yml"
+RULE_TESTS = sorted((MONITORING / "tests").glob("*.yaml"))
+
+T = TypeVar("T")
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    assert path, f"{name} not found: install Debian's prometheus package (apt-get install prometheus)"
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def load_rules() -> dict[str, Any]:
+    return yaml.safe_load(RULES_FILE.read_text())
+
+
+def alert_rules(groups: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """alertname -> rule, from the shipped rule file."""
+    doc = groups or load_rules()
+    return {r["alert"]: r for g in doc["groups"] for r in g["rules"] if "alert" in r}
+
+
+class Prometheus:
+    """The parts of the HTTP API the tests use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _get(self, path: str, **params: str) -> Any:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        with urllib.request.urlopen(f"{self.url}{path}{query}", timeout=5) as resp:
+            body = json.load(resp)
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """Instant vector query: [{"metric": {...}, "value": [ts, "v"]}, ...]."""
+        data = self._get("/api/v1/query", query=expr)
+        assert data["resultType"] == "vector", data
+        return list(data["result"])
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return list(self._get("/api/v1/alerts")["alerts"])
+
+    def wait_for(self, what: str, check: Callable[[], T | None], timeout: float = 30.0) -> T:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = check()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(0.2)
+
+
+def prometheus_config(targets: dict[str, list[str]], interval: str, rule_file: Path) -> dict[str, Any]:
+    """The static example with its targets replaced; jobs keep the example's names."""
+    config = yaml.safe_load(STATIC_CONFIG.read_text())
+    known = {job["job_name"] for job in config["scrape_configs"]}
+    unknown = set(targets) - known - {"tradingsystem-operator"}
+    assert not unknown, f"job names outside the convention: {unknown}"
+    config["global"] = {
+        "scrape_interval": interval,
+        "evaluation_interval": interval,
+        "scrape_timeout": interval,
+    }
+    config["rule_files"] = [str(rule_file)]
+    config["scrape_configs"] = [
+        {"job_name": job, "static_configs": [{"targets": addrs}]} for job, addrs in targets.items()
+    ]
+    return config
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as resp:
+                if resp.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+# start_prometheus(targets, rule_for=None, interval="1s") -> Prometheus (the conftest fixture).
+StartPrometheus = Callable[..., Prometheus]

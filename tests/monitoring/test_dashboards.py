@@ -1,0 +1,87 @@
+"""The shipped Grafana dashboards, their ConfigMaps and the generated docs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+from promhelpers import MONITORING, REPO
+
+BOARDS = sorted((MONITORING / "dashboards").glob("*.json"))
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("monitoring_generate", MONITORING / "generate.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return dict(json.loads(path.read_text()))
+
+
+def test_generated_files_are_up_to_date() -> None:
+    stale = _generator().stale_files()
+    assert stale == [], "run python monitoring/generate.py"
+
+
+def test_three_dashboards_ship() -> None:
+    assert {_load(p)["uid"] for p in BOARDS} == {
+        "tradingsystem-pipeline",
+        "tradingsystem-trading",
+        "tradingsystem-health",
+    }
+
+
+@pytest.mark.parametrize("path", BOARDS, ids=lambda p: p.stem)
+def test_every_panel_reads_the_datasource_variable(path: Path) -> None:
+    board = _load(path)
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    assert variables["namespace"]["datasource"]["uid"] == "${datasource}"
+    panels = [p for p in board["panels"] if p["type"] != "row"]
+    assert panels
+    for panel in panels:
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        assert panel["targets"], panel["title"]
+        assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"]), panel["title"]
+        assert panel["description"], panel["title"]
+
+
+@pytest.mark.parametrize("path", BOARDS, ids=lambda p: p.stem)
+def test_layout_has_unique_ids_and_no_overlaps(path: Path) -> None:
+    panels = _load(path)["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    cells: set[tuple[int, int]] = set()
+    for panel in panels:
+        g = panel["gridPos"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24, panel["title"]
+        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        assert not mine & cells, f"{panel['title']} overlaps another panel"
+        cells |= mine
+
+
+@pytest.mark.parametrize("path", BOARDS, ids=lambda p: p.stem)
+def test_configmap_carries_the_sidecar_label_and_the_same_json(path: Path) -> None:
+    cm = yaml.safe_load((path.parent / "configmaps" / f"{path.stem}.yaml").read_text())
+    assert cm["kind"] == "ConfigMap"
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(cm["data"][path.name]) == _load(path)
+
+
+def test_docs_describe_every_panel() -> None:
+    doc = (REPO / "docs" / "dashboards.md").read_text()
+    for path in BOARDS:
+        board = _load(path)
+        assert f"## {board['title']}" in doc
+        for panel in board["panels"]:
+            if panel["type"] != "row":
+                assert f"- **{panel['title']}** ({panel['type']}): {panel['description']}" in doc

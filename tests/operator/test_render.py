@@ -1,0 +1,216 @@
+"""render.py: spec + observations -> manifests (pure)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import yaml
+
+from tradingsystem.common.config import LIVE_CONFIRMATION, Settings
+from tradingsystem_operator.models import TradingSystemSpec
+from tradingsystem_operator.render import HASH_ANNOTATION, Inputs, Observed, Owner, render
+
+OWNER = Owner(name="demo", namespace="trading", uid="0b7c2a4e-1111-2222-3333-444455556666")
+ALL_UP = Observed(available=dict.fromkeys(("sim", "market-data", "signal-bridge", "risk-manager", "execution-engine"), 1))
+
+
+def make_spec(**overrides: Any) -> TradingSystemSpec:
+    body: dict[str, Any] = {"image": "ghcr.io/example/tradingsystem:0.1.0", "symbols": ["AAPL", "MSFT"]}
+    return TradingSystemSpec.model_validate({**body, **overrides})
+
+
+def make_inputs(spec: TradingSystemSpec | None = None, **kw: Any) -> Inputs:
+    return Inputs(owner=OWNER, spec=spec or make_spec(), **kw)
+
+
+CREDS = {"secretName": "alpaca", "apiKeyKey": "KEY", "secretKeyKey": "SECRET"}
+COMMON_LABELS = {
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/part-of",
+}
+
+
+def by_kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == kind}
+
+
+def deployments(**kw: Any) -> dict[str, dict[str, Any]]:
+    return by_kind(render(make_inputs(**kw)).manifests, "Deployment")
+
+
+def config_of(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    cm = by_kind(manifests, "ConfigMap")["demo-config"]
+    return dict(yaml.safe_load(cm["data"]["config.yaml"]))
+
+
+def pod_hash(dep: dict[str, Any]) -> str:
+    return str(dep["spec"]["template"]["metadata"]["annotations"][HASH_ANNOTATION])
+
+
+def test_every_child_is_owned_and_labelled() -> None:
+    out = render(make_inputs(observed=ALL_UP, service_monitor_crd=True, prometheus_rule_crd=True,
+                             rule_groups=({"name": "g", "rules": [{"alert": "A", "expr": "up == 0"}]},)))
+    kinds = {m["kind"] for m in out.manifests}
+    assert kinds == {"ConfigMap", "Deployment", "Service", "NetworkPolicy", "ServiceMonitor", "PrometheusRule"}
+    for m in out.manifests:
+        meta = m["metadata"]
+        assert meta["namespace"] == "trading"
+        assert COMMON_LABELS <= meta["labels"].keys()
+        (ref,) = meta["ownerReferences"]
+        assert ref == {"apiVersion": "tradingsystem.dev/v1alpha1", "kind": "TradingSystem", "name": "demo",
+                       "uid": OWNER.uid, "controller": True, "blockOwnerDeletion": True}
+
+
+def test_sim_mode_runs_the_simulator_and_paper_does_not() -> None:
+    assert set(deployments()) == {"demo-sim", "demo-market-data", "demo-signal-bridge", "demo-risk-manager",
+                                  "demo-execution-engine"}
+    paper = make_spec(mode="paper", credentials=CREDS)
+    assert "demo-sim" not in deployments(spec=paper)
+    sim = deployments()["demo-sim"]["spec"]["template"]["spec"]["containers"][0]
+    assert sim["args"] == ["sim", "--config", "/etc/tradingsystem/config.yaml", "--host", "0.0.0.0"]
+
+
+def test_services_expose_zmq_and_metrics_ports() -> None:
+    services = by_kind(render(make_inputs()).manifests, "Service")
+    ports = {name: {p["name"]: p["port"] for p in s["spec"]["ports"]} for name, s in services.items()}
+    assert ports == {
+        "demo-market-data": {"zmq": 5555, "metrics": 8081},
+        "demo-signal-bridge": {"zmq": 5556, "metrics": 8082},
+        "demo-risk-manager": {"zmq": 5557, "metrics": 8083},
+        "demo-execution-engine": {"zmq": 5558, "metrics": 8084},
+        "demo-sim": {"http": 8090},
+    }
+
+
+def test_config_is_a_valid_settings_document_for_the_cluster() -> None:
+    spec = make_spec(mode="live", liveAcknowledgement=LIVE_CONFIRMATION, credentials=CREDS,
+                     riskManager={"limits": {"maxOrderQty": 7, "orderQty": 3}},
+                     signalBridge={"strategy": "ma_crossover", "params": {"fast": 5, "slow": 20.5}})
+    cfg = config_of(render(make_inputs(spec=spec)).manifests)
+    settings = Settings.model_validate({**cfg, "alpaca": {**cfg["alpaca"], "api_key": "k", "secret_key": "s"}})
+    assert settings.bus.bind_host == "0.0.0.0"
+    assert settings.bus.market_data == "tcp://demo-market-data:5555"
+    assert settings.bus.execution == "tcp://demo-execution-engine:5558"
+    assert settings.risk.max_order_qty == 7 and settings.risk.order_qty == 3 and settings.risk.halted is False
+    assert settings.signals.params == {"fast": 5, "slow": 20.5}
+    assert settings.sim.host == "demo-sim" and settings.sim.port == 8090
+    assert str(settings.execution.db_path).startswith("/var/lib/tradingsystem/")
+
+
+def test_credentials_only_as_secret_key_refs() -> None:
+    spec = make_spec(mode="paper", credentials=CREDS)
+    out = render(make_inputs(spec=spec, secret_hash="abc"))
+    env = {n: d["spec"]["template"]["spec"]["containers"][0]["env"] for n, d in by_kind(out.manifests, "Deployment").items()}
+    assert env["demo-execution-engine"] == [
+        {"name": "ALPACA_API_KEY", "valueFrom": {"secretKeyRef": {"name": "alpaca", "key": "KEY"}}},
+        {"name": "ALPACA_SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": "alpaca", "key": "SECRET"}}},
+    ]
+    assert env["demo-risk-manager"] == []  # least privilege: the risk-manager never talks to Alpaca
+    assert not {"api_key", "secret_key"} & config_of(out.manifests)["alpaca"].keys()
+
+
+def test_pod_hash_rolls_on_config_or_secret_change_only() -> None:
+    base = pod_hash(deployments()["demo-market-data"])
+    assert pod_hash(deployments(observed=ALL_UP)["demo-market-data"]) == base  # observations: no roll
+    assert pod_hash(deployments(spec=make_spec(symbols=["AAPL"]))["demo-market-data"]) != base
+    assert pod_hash(deployments(secret_hash="new")["demo-market-data"]) != base
+
+
+def test_execution_engine_recreate_single_replica_and_halt() -> None:
+    dep = deployments(observed=ALL_UP)["demo-execution-engine"]
+    assert dep["spec"]["strategy"] == {"type": "Recreate"} and dep["spec"]["replicas"] == 1
+    halted = make_spec(halted=True)
+    out = render(make_inputs(spec=halted, observed=ALL_UP))
+    assert by_kind(out.manifests, "Deployment")["demo-execution-engine"]["spec"]["replicas"] == 0
+    assert by_kind(out.manifests, "Deployment")["demo-risk-manager"]["spec"]["replicas"] == 1
+    assert config_of(out.manifests)["risk"]["halted"] is True
+
+
+def test_startup_gate_waits_for_upstream() -> None:
+    out = render(make_inputs())
+    replicas = {n: d["spec"]["replicas"] for n, d in by_kind(out.manifests, "Deployment").items()}
+    assert replicas == {"demo-sim": 1, "demo-market-data": 0, "demo-signal-bridge": 0, "demo-risk-manager": 0,
+                        "demo-execution-engine": 0}
+    assert out.waiting_on == {"market-data": "sim", "signal-bridge": "market-data",
+                              "risk-manager": "signal-bridge", "execution-engine": "risk-manager"}
+    step = render(make_inputs(observed=Observed(available={"sim": 1, "market-data": 1})))
+    assert step.waiting_on == {"risk-manager": "signal-bridge", "execution-engine": "risk-manager"}
+    assert step.desired["execution-engine"] == 1
+
+
+def test_running_downstream_is_not_scaled_down_when_upstream_blips() -> None:
+    observed = Observed(available={"sim": 1}, replicas={"signal-bridge": 1})
+    out = render(make_inputs(observed=observed))
+    assert "signal-bridge" not in out.waiting_on
+    assert by_kind(out.manifests, "Deployment")["demo-signal-bridge"]["spec"]["replicas"] == 1
+
+
+def test_paper_mode_gate_starts_at_market_data() -> None:
+    out = render(make_inputs(spec=make_spec(mode="paper", credentials=CREDS)))
+    assert "market-data" not in out.waiting_on and out.waiting_on["signal-bridge"] == "market-data"
+
+
+def test_pod_security() -> None:
+    for name, dep in deployments().items():
+        pod = dep["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        (c,) = pod["containers"]
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"] == {"drop": ["ALL"]}, name
+        assert sc["allowPrivilegeEscalation"] is False
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    mounts = {m["mountPath"] for m in deployments()["demo-execution-engine"]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    assert "/var/lib/tradingsystem" in mounts
+
+
+def test_pvc_storage_option() -> None:
+    spec = make_spec(executionEngine={"storage": "persistentVolumeClaim", "storageSize": "5Gi"})
+    out = render(make_inputs(spec=spec))
+    (pvc,) = by_kind(out.manifests, "PersistentVolumeClaim").values()
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    vols = by_kind(out.manifests, "Deployment")["demo-execution-engine"]["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "state", "persistentVolumeClaim": {"claimName": "demo-state"}} in vols
+
+
+def test_network_policies_admit_only_neighbours_on_zmq() -> None:
+    policies = by_kind(render(make_inputs()).manifests, "NetworkPolicy")
+    risk = policies["demo-risk-manager"]["spec"]["ingress"]
+    zmq = next(r for r in risk if r.get("from"))
+    assert zmq["ports"] == [{"port": 5557, "protocol": "TCP"}]
+    assert [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in zmq["from"]] == ["execution-engine"]
+    assert {"ports": [{"port": 8083, "protocol": "TCP"}]} in risk  # metrics scraping
+    off = make_spec(security={"networkPolicy": False})
+    assert not by_kind(render(make_inputs(spec=off)).manifests, "NetworkPolicy")
+
+
+def test_curve_keys_mounted_and_enabled_in_config() -> None:
+    spec = make_spec(security={"curve": {"enabled": True, "keysSecret": "zmq-keys"}})
+    out = render(make_inputs(spec=spec))
+    assert config_of(out.manifests)["bus"]["curve"] == {"enabled": True, "keys_dir": "/var/run/tradingsystem/curve"}
+    vols = by_kind(out.manifests, "Deployment")["demo-risk-manager"]["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "curve", "secret": {"secretName": "zmq-keys"}} in vols
+
+
+def test_monitoring_objects_only_when_crds_exist_and_enabled() -> None:
+    groups = ({"name": "g", "rules": [{"alert": "A", "expr": "up == 0"}]},)
+    kinds = lambda inp: {m["kind"] for m in render(inp).manifests}  # noqa: E731
+    assert not {"ServiceMonitor", "PrometheusRule"} & kinds(make_inputs(rule_groups=groups))
+    both = make_inputs(service_monitor_crd=True, prometheus_rule_crd=True, rule_groups=groups,
+                       spec=make_spec(monitoring={"labels": {"release": "kps"}}))
+    out = by_kind(render(both).manifests, "ServiceMonitor")["demo-metrics"]
+    assert out["metadata"]["labels"]["release"] == "kps"
+    assert out["spec"]["endpoints"][0]["port"] == "metrics"
+    rule = by_kind(render(both).manifests, "PrometheusRule")["demo-rules"]
+    assert rule["spec"]["groups"] == list(groups)
+    off = dataclasses.replace(both, spec=make_spec(monitoring={"serviceMonitor": False, "prometheusRule": False}))
+    assert not {"ServiceMonitor", "PrometheusRule"} & kinds(off)
+
+
+def test_render_is_deterministic() -> None:
+    assert render(make_inputs(observed=ALL_UP)).manifests == render(make_inputs(observed=ALL_UP)).manifests
