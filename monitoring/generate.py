@@ -57,6 +57,7 @@ class Panel:
     width: int = 12
     mappings: tuple[tuple[str, str, str], ...] = ()  # (value, text, colour)
     thresholds: tuple[tuple[float | None, str], ...] = ((None, "green"),)
+    show_name: bool = False  # stat: show the series name (legend) instead of the value
 
 
 @dataclass(frozen=True)
@@ -282,6 +283,7 @@ TRADING = Dashboard(
                     _t(f"tradingsystem_risk_state{{{NS}}} == 1", "{{state}}"),
                     kind="stat",
                     width=4,
+                    show_name=True,  # the state is the label; the value is always 1
                 ),
                 Panel(
                     "Kill switch and circuit breaker",
@@ -330,7 +332,8 @@ TRADING = Dashboard(
                 Panel(
                     "Order transitions by state",
                     "Orders per minute reaching each state of the local order state machine "
-                    "(submitted, accepted, partially_filled, filled, canceled, rejected, expired).",
+                    "(pending_submit for every new order, submitted, accepted, partially_filled, filled, canceled, "
+                    "rejected, expired).",
                     _t(
                         f"sum by (state) (rate(tradingsystem_orders_total{{{NS}}}[{RATE}])) * 60", "{{state}}"
                     ),
@@ -366,13 +369,13 @@ TRADING = Dashboard(
                     width=8,
                 ),
                 Panel(
-                    "Broker reject ratio",
-                    "Share of submitted orders the broker rejected; the OrderRejectRateHigh alert fires "
-                    "above 10% over 10 minutes.",
+                    "Order reject ratio",
+                    "Share of new orders (pending_submit) that ended rejected, by the broker or because they "
+                    "never reached it; the OrderRejectRateHigh alert fires above 10% over 10 minutes.",
                     _t(
                         f'sum(rate(tradingsystem_orders_total{{state="rejected",{NS}}}[{RATE}])) '
-                        f'/ sum(rate(tradingsystem_orders_total{{state="submitted",{NS}}}[{RATE}]))',
-                        "rejected / submitted",
+                        f'/ sum(rate(tradingsystem_orders_total{{state="pending_submit",{NS}}}[{RATE}]))',
+                        "rejected / new",
                     ),
                     unit="percentunit",
                     width=8,
@@ -549,8 +552,8 @@ def _panel_json(panel: Panel, pid: int, x: int, y: int, height: int) -> dict[str
             "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
             "colorMode": "background",
         }
-        if panel.title == "Risk state":
-            options["textMode"] = "name"  # the state is the series' label, the value is always 1
+        if panel.show_name:
+            options["textMode"] = "name"
     elif panel.kind == "timeseries":
         options = {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}}
     elif panel.kind == "heatmap":
@@ -566,6 +569,37 @@ def _panel_json(panel: Panel, pid: int, x: int, y: int, height: int) -> dict[str
         "fieldConfig": {"defaults": defaults, "overrides": []},
         "options": options,
     }
+
+
+VARIABLES = [
+    {
+        "name": "datasource",
+        "label": "Data source",
+        "type": "datasource",
+        "query": "prometheus",
+        "current": {},
+        "hide": 0,
+        "refresh": 1,
+        "regex": "",
+        "options": [],
+    },
+    {
+        "name": "namespace",
+        "label": "Namespace",
+        "type": "query",
+        "datasource": DS,
+        "query": {"query": "label_values(tradingsystem_ready, namespace)", "refId": "namespace"},
+        "definition": "label_values(tradingsystem_ready, namespace)",
+        "refresh": 2,
+        "includeAll": True,
+        "allValue": ".*",
+        "multi": True,
+        "sort": 1,
+        "current": {"text": "All", "value": "$__all"},
+        "hide": 0,
+        "options": [],
+    },
+]
 
 
 def dashboard_json(board: Dashboard) -> dict[str, Any]:
@@ -600,37 +634,7 @@ def dashboard_json(board: Dashboard) -> dict[str, Any]:
             {"type": "dashboards", "tags": ["tradingsystem"], "asDropdown": True, "title": "TradingSystem"}
         ],
         "annotations": {"list": []},
-        "templating": {
-            "list": [
-                {
-                    "name": "datasource",
-                    "label": "Data source",
-                    "type": "datasource",
-                    "query": "prometheus",
-                    "current": {},
-                    "hide": 0,
-                    "refresh": 1,
-                    "regex": "",
-                    "options": [],
-                },
-                {
-                    "name": "namespace",
-                    "label": "Namespace",
-                    "type": "query",
-                    "datasource": DS,
-                    "query": {"query": "label_values(tradingsystem_ready, namespace)", "refId": "namespace"},
-                    "definition": "label_values(tradingsystem_ready, namespace)",
-                    "refresh": 2,
-                    "includeAll": True,
-                    "allValue": ".*",
-                    "multi": True,
-                    "sort": 1,
-                    "current": {"text": "All", "value": "$__all"},
-                    "hide": 0,
-                    "options": [],
-                },
-            ]
-        },  # fmt: skip
+        "templating": {"list": VARIABLES},
         "panels": panels,
     }
 
@@ -693,6 +697,11 @@ def dashboards_doc() -> str:
     return "\n".join(out) + "\n"
 
 
+def _cell(text: str) -> str:
+    """Escape a Markdown table cell."""
+    return text.replace("|", "\\|")
+
+
 def _labels(metric: MetricWrapperBase) -> str:
     names = metric._labelnames  # prometheus_client keeps label names only here
     return ", ".join(f"`{n}`" for n in names) or "-"
@@ -721,8 +730,9 @@ def catalogue_table() -> str:
             if isinstance(obj, MetricWrapperBase):
                 (family,) = obj.describe()
                 name = family.name + suffix.get(family.type, "")
-                meaning = family.documentation.replace("|", "\\|")
-                rows.append(f"| `{name}` | {family.type} | {_labels(obj)} | {sections[attr]} | {meaning} |")
+                rows.append(
+                    f"| `{name}` | {family.type} | {_labels(obj)} | {sections[attr]} | {_cell(family.documentation)} |"
+                )
     return "\n".join(rows)
 
 
@@ -731,10 +741,10 @@ def alerts_table() -> str:
     for group in yaml.safe_load(RULES_FILE.read_text())["groups"]:
         for rule in group["rules"]:
             if "alert" in rule:
-                expr = " ".join(rule["expr"].split()).replace("|", "\\|")
+                expr = _cell(" ".join(rule["expr"].split()))
                 rows.append(
                     f"| {rule['alert']} | {rule['labels']['severity']} | {rule.get('for', '0s')} "
-                    f"| `{expr}` | {rule['annotations']['summary']} |"
+                    f"| `{expr}` | {_cell(rule['annotations']['summary'])} |"
                 )
     return "\n".join(rows)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,8 +27,9 @@ KINDS: dict[str, tuple[str, str]] = {
     "ServiceMonitor": (MONITORING, "servicemonitors"),
     "PrometheusRule": (MONITORING, "prometheusrules"),
 }
-PRUNABLE = ("ConfigMap", "Service", "Deployment", "NetworkPolicy", "ServiceMonitor", "PrometheusRule")
-_OBJ = {"200": "object", "201": "object"}
+# Always prunable; ServiceMonitor/PrometheusRule only where their CRDs exist.
+PRUNABLE = ("ConfigMap", "Service", "Deployment", "NetworkPolicy")
+_OBJ = {200: "object", 201: "object"}
 
 
 class CredentialsError(Exception):
@@ -71,7 +71,7 @@ async def apply(api: ApiClient, manifest: dict[str, Any]) -> None:
     meta = manifest["metadata"]
     path = f"{_collection(api_version, plural, meta['namespace'])}/{meta['name']}"
     query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
-    await _call(api, "PATCH", path, json.dumps(manifest), query, "application/apply-patch+yaml")
+    await _call(api, "PATCH", path, manifest, query, "application/apply-patch+yaml")
 
 
 async def prune(
@@ -163,6 +163,4 @@ async def get_tradingsystem(api: ApiClient, namespace: str, name: str) -> dict[s
 
 async def patch_status(api: ApiClient, namespace: str, name: str, status: dict[str, Any]) -> None:
     path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
-    await _call(
-        api, "PATCH", path, json.dumps({"status": status}), content_type="application/merge-patch+json"
-    )
+    await _call(api, "PATCH", path, {"status": status}, content_type="application/merge-patch+json")

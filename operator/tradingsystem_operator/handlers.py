@@ -53,12 +53,20 @@ async def startup(
     try:
         config.load_incluster_config()
     except ConfigException:
-        await config.load_kube_config()
+        # $KUBECONFIG read now: kubernetes_asyncio captures its default path at import time.
+        await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
     memo.api = client.ApiClient()
     memo.locks = {}
     memo.rule_groups = load_rule_groups()
     if not memo.rule_groups:
         logger.warning("no monitoring/rules/*.yaml found: PrometheusRule objects will not be created")
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # kopf's own readers (service account, then $KUBECONFIG read at call time), independent of
+    # any client library's import-time defaults.
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
 @kopf.on.cleanup()

@@ -37,13 +37,6 @@ def _api_problem(exc: ApiException) -> Problem:
     return Problem("ApiError", f"API server answered {exc.status}: {message}")
 
 
-async def _monitoring_support(api: ApiClient, spec: TradingSystemSpec) -> tuple[bool, bool]:
-    mon = spec.monitoring
-    sm = mon.service_monitor and await k8s.resource_exists(api, k8s.MONITORING, "servicemonitors")
-    pr = mon.prometheus_rule and await k8s.resource_exists(api, k8s.MONITORING, "prometheusrules")
-    return sm, pr
-
-
 async def reconcile(
     api: ApiClient, body: Mapping[str, Any], rule_groups: tuple[dict[str, Any], ...]
 ) -> Outcome:
@@ -71,37 +64,39 @@ async def reconcile(
             secret_hash = await k8s.secret_digest(
                 api, owner.namespace, creds.secret_name, [creds.api_key_key, creds.secret_key_key], owner.uid
             )
-        sm, pr = await _monitoring_support(api, spec)
+        # Discovery: monitoring objects only where prometheus-operator's CRDs are installed.
+        sm_crd = await k8s.resource_exists(api, k8s.MONITORING, "servicemonitors")
+        pr_crd = await k8s.resource_exists(api, k8s.MONITORING, "prometheusrules")
         observed, _ = await k8s.observe(api, owner.namespace, owner.name)
         inputs = Inputs(
             owner=owner,
             spec=spec,
             secret_hash=secret_hash,
             observed=observed,
-            service_monitor_crd=sm,
-            prometheus_rule_crd=pr,
-            rule_groups=rule_groups if pr else (),
+            service_monitor_crd=sm_crd,
+            prometheus_rule_crd=pr_crd,
+            rule_groups=rule_groups,
         )
         rendered = render(inputs)
         for manifest in rendered.manifests:
             await k8s.apply(api, manifest)
-        kinds = [k for k in k8s.PRUNABLE if k not in ("ServiceMonitor", "PrometheusRule")]
-        kinds += (
-            ["ServiceMonitor"] if await k8s.resource_exists(api, k8s.MONITORING, "servicemonitors") else []
-        ) + (["PrometheusRule"] if await k8s.resource_exists(api, k8s.MONITORING, "prometheusrules") else [])
+        kinds = [
+            *k8s.PRUNABLE,
+            *(["ServiceMonitor"] if sm_crd else []),
+            *(["PrometheusRule"] if pr_crd else []),
+        ]
         keep = [(m["kind"], m["metadata"]["name"]) for m in rendered.manifests]
         await k8s.prune(api, owner.namespace, owner.name, keep, kinds)
         _, ready = await k8s.observe(api, owner.namespace, owner.name)
+        status = compute_status(
+            spec, generation, rendered.desired, ready, rendered.waiting_on, None, previous, now()
+        )
+        status["services"] = _drop_gone(previous, status["services"])
+        await k8s.patch_status(api, owner.namespace, owner.name, status)
     except k8s.CredentialsError as exc:
         return await _report_problem(api, owner, generation, previous, Problem(exc.reason, str(exc)), spec)
     except ApiException as exc:
         return await _report_problem(api, owner, generation, previous, _api_problem(exc), spec)
-
-    status = compute_status(
-        spec, generation, rendered.desired, ready, rendered.waiting_on, None, previous, now()
-    )
-    status["services"] = _drop_gone(previous, status["services"])
-    await k8s.patch_status(api, owner.namespace, owner.name, status)
     return Outcome(status)
 
 

@@ -53,7 +53,9 @@ def container(objs: list[dict[str, Any]]) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("source", "copy"), COPIES, ids=lambda p: str(p.relative_to(REPO)))
 def test_chart_copy_matches_its_source(source: Path, copy: Path) -> None:
-    assert copy.read_bytes() == source.read_bytes(), f"{copy.relative_to(REPO)} is stale: run `make chart-sync`"
+    assert copy.read_bytes() == source.read_bytes(), (
+        f"{copy.relative_to(REPO)} is stale: run `make chart-sync`"
+    )
 
 
 def test_chart_dashboards_match_monitoring() -> None:

@@ -23,6 +23,7 @@ import yaml
 from tradingsystem_operator.controlplane import ControlPlane
 
 from .conftest import CHART, EXAMPLES, Helm
+from .test_chart import VALUES
 
 RELEASE = "ts"
 # Cluster-scoped kinds the chart or the examples can contain; everything else is namespaced.
@@ -53,13 +54,14 @@ def create_namespace(cp: ControlPlane, prefix: str) -> str:
     return name
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 90.0) -> None:
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 90.0, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    tail = f"\n--- operator log:\n{log.read_text()[-4000:]}" if log else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
 
 
 @dataclass
@@ -73,7 +75,9 @@ class Install:
         return f"system:serviceaccount:{self.namespace}:{self.service_account}"
 
 
-def can(cp: ControlPlane, install: Install, verb: str, group: str, resource: str, namespace: str | None) -> bool:
+def can(
+    cp: ControlPlane, install: Install, verb: str, group: str, resource: str, namespace: str | None
+) -> bool:
     """`kubectl auth can-i --as=<the chart's ServiceAccount>`: a SubjectAccessReview for it."""
     plural, _, sub = resource.partition("/")
     attrs = {"verb": verb, "group": group, "resource": plural, "subresource": sub}
@@ -84,7 +88,11 @@ def can(cp: ControlPlane, install: Install, verb: str, group: str, resource: str
         "kind": "SubjectAccessReview",
         "spec": {
             "user": install.user,
-            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{install.namespace}", "system:authenticated"],
+            "groups": [
+                "system:serviceaccounts",
+                f"system:serviceaccounts:{install.namespace}",
+                "system:authenticated",
+            ],
             "resourceAttributes": attrs,
         },
     }
@@ -93,12 +101,18 @@ def can(cp: ControlPlane, install: Install, verb: str, group: str, resource: str
     return bool(body["status"].get("allowed"))
 
 
+def crd_established(cp: ControlPlane, path: str) -> bool:
+    status, crd = cp.request("GET", path)
+    conditions = (crd.get("status") or {}).get("conditions") or [] if status == 200 else []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+
 def install_rendered(cp: ControlPlane, helm: Helm, namespace: str, *values: str) -> Install:
     objs = helm.template("--kube-version", "1.34.4", *values, namespace=namespace)
     crds = [o for o in objs if o["kind"] == "CustomResourceDefinition"]
     for crd in crds:
-        server_side_apply(cp, crd, namespace)
-        cp.wait_crd_established(crd["metadata"]["name"])
+        path = resource_path(server_side_apply(cp, crd, namespace), namespace)
+        wait_for(f"{path} Established", lambda path=path: crd_established(cp, path), timeout=30)
     for obj in objs:
         if obj["kind"] != "CustomResourceDefinition":
             server_side_apply(cp, obj, namespace)
@@ -138,7 +152,14 @@ def test_helm_install_against_the_server_prints_next_steps(
 ) -> None:
     namespace = create_namespace(control_plane, "dlv-helm")
     result = helm.run(
-        "install", RELEASE, str(CHART), "--namespace", namespace, "--kubeconfig", str(kubeconfig), "--dry-run=server"
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--dry-run=server",
     )
     assert "NOTES:" in result.stdout
     assert f"kubectl -n {namespace} apply -f examples/sim.yaml" in result.stdout
@@ -159,7 +180,9 @@ def test_service_account_may_do_everything_the_operator_needs(
     control_plane: ControlPlane, installed: Install
 ) -> None:
     denied = [
-        check for check in _rule_checks() if not can(control_plane, installed, *check, namespace=installed.namespace)
+        check
+        for check in _rule_checks()
+        if not can(control_plane, installed, *check, namespace=installed.namespace)
     ]
     assert not denied, f"{installed.user} lacks {denied}"
 
@@ -189,7 +212,9 @@ def test_cluster_wide_install_reaches_every_namespace_but_no_further(
     control_plane: ControlPlane, kubeconfig: Path, helm: Helm
 ) -> None:
     namespace = create_namespace(control_plane, "dlv-cw")
-    install = install_rendered(control_plane, helm, namespace, "--set", "rbac.clusterWide=true,fullnameOverride=cw")
+    install = install_rendered(
+        control_plane, helm, namespace, "--set", "rbac.clusterWide=true,fullnameOverride=cw"
+    )
     assert can(control_plane, install, "watch", "tradingsystem.dev", "tradingsystems", "default")
     assert can(control_plane, install, "patch", "apps", "deployments", "kube-public")
     assert not can(control_plane, install, "create", "rbac.authorization.k8s.io", "clusterrolebindings", None)
@@ -201,16 +226,24 @@ def test_cluster_wide_install_reaches_every_namespace_but_no_further(
 
 def service_account_kubeconfig(cp: ControlPlane, install: Install, path: Path) -> Path:
     """A kubeconfig holding a real token of the chart's ServiceAccount (TokenRequest API)."""
-    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}}
+    request = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": 3600},
+    }
     status, body = cp.request(
-        "POST", f"/api/v1/namespaces/{install.namespace}/serviceaccounts/{install.service_account}/token", request
+        "POST",
+        f"/api/v1/namespaces/{install.namespace}/serviceaccounts/{install.service_account}/token",
+        request,
     )
     assert status == 201, body
     assert cp.certs is not None
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "test", "cluster": {"server": cp.server, "certificate-authority": str(cp.certs.ca_cert)}}],
+        "clusters": [
+            {"name": "test", "cluster": {"server": cp.server, "certificate-authority": str(cp.certs.ca_cert)}}
+        ],
         "users": [{"name": "operator", "user": {"token": body["status"]["token"]}}],
         "contexts": [{"name": "operator", "context": {"cluster": "test", "user": "operator"}}],
         "current-context": "operator",
@@ -224,8 +257,15 @@ def operator_process(install: Install, kubeconfig: Path, log: Path) -> Iterator[
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
     env.update(KUBECONFIG=str(kubeconfig), TRADINGSYSTEM_OPERATOR_RESYNC_S="5")
     # The chart's container arguments, minus the ports (0/empty: nothing to bind in a test).
-    argv = [sys.executable, "-m", "tradingsystem_operator.main", "run", f"--namespace={install.namespace}",
-            "--metrics-port=0", "--liveness="]
+    argv = [
+        sys.executable,
+        "-m",
+        "tradingsystem_operator.main",
+        "run",
+        f"--namespace={install.namespace}",
+        "--metrics-port=0",
+        "--liveness=",
+    ]
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
@@ -249,18 +289,27 @@ def test_operator_reconciles_sim_example_with_the_charts_service_account(
 
     def deployments() -> list[str]:
         status, body = cp.request(
-            "GET", f"/apis/apps/v1/namespaces/{ns}/deployments?labelSelector=app.kubernetes.io/managed-by%3Dtradingsystem-operator"
+            "GET",
+            f"/apis/apps/v1/namespaces/{ns}/deployments?labelSelector=app.kubernetes.io/managed-by%3Dtradingsystem-operator",
         )
         assert status == 200, body
         return [d["metadata"]["name"] for d in body["items"]]
 
     def reconciled() -> bool:
         status, ts = cp.request("GET", ts_path)
-        return status == 200 and ts.get("status", {}).get("observedGeneration") == ts["metadata"]["generation"]
+        return (
+            status == 200 and ts.get("status", {}).get("observedGeneration") == ts["metadata"]["generation"]
+        )
 
-    with operator_process(installed, service_account_kubeconfig(cp, installed, tmp_path / "sa.kubeconfig"), log) as op:
+    with operator_process(
+        installed, service_account_kubeconfig(cp, installed, tmp_path / "sa.kubeconfig"), log
+    ) as op:
         server_side_apply(cp, sim, ns)
-        wait_for("the operator to reconcile the sim example", lambda: op.poll() is None and reconciled())
+        wait_for(
+            "the operator to reconcile the sim example",
+            lambda: op.poll() is not None or reconciled(),
+            log=log,
+        )
         assert op.poll() is None, log.read_text()
         names = deployments()
         for service in ("market-data", "signal-bridge", "risk-manager", "execution-engine"):
@@ -268,6 +317,28 @@ def test_operator_reconciles_sim_example_with_the_charts_service_account(
         # Deleting goes through the operator's finalizer, also under the ServiceAccount.
         status, _ = cp.request("DELETE", ts_path)
         assert status in (200, 202)
-        wait_for("the TradingSystem to be gone", lambda: cp.request("GET", ts_path)[0] == 404, timeout=60)
+        wait_for(
+            "the TradingSystem to be gone", lambda: cp.request("GET", ts_path)[0] == 404, timeout=60, log=log
+        )
     output = log.read_text()
     assert "Forbidden" not in output, output[-4000:]
+
+
+def test_monitoring_objects_are_valid_for_the_real_crds(
+    control_plane: ControlPlane, prometheus_crds: list[str], helm: Helm
+) -> None:
+    namespace = create_namespace(control_plane, "dlv-mon")
+    grafana = create_namespace(control_plane, "dlv-grafana")
+    objs = helm.template(
+        "--kube-version",
+        "1.34.4",
+        "-f",
+        str(VALUES / "monitoring.yaml"),
+        "--set",
+        f"grafanaDashboards.namespace={grafana},fullnameOverride=mon",
+        namespace=namespace,
+    )
+    monitoring = [o for o in objs if o["kind"] in ("ServiceMonitor", "ConfigMap")]
+    assert {o["kind"] for o in monitoring} == {"ServiceMonitor", "ConfigMap"}
+    for obj in monitoring:
+        server_side_apply(control_plane, obj, namespace, dry_run=True)

@@ -51,7 +51,9 @@ def test_stages_share_one_pinned_slim_base(dockerfile: Dockerfile) -> None:
     assert match, f"base image must be a slim image pinned to a patch release, got {image}"
     # requirements.lock is resolved for this interpreter's minor version.
     assert (int(match[1]), int(match[2])) == sys.version_info[:2]
-    assert f"with Python {sys.version_info[0]}.{sys.version_info[1]}" in (REPO / "requirements.lock").read_text()
+    assert (
+        f"with Python {sys.version_info[0]}.{sys.version_info[1]}" in (REPO / "requirements.lock").read_text()
+    )
 
 
 def test_runtime_stage_runs_as_numeric_non_root_user(dockerfile: Dockerfile) -> None:
@@ -147,8 +149,16 @@ def test_build_context_is_an_allow_list(dockerfile: Dockerfile) -> None:
     for source in sources:
         assert (REPO / source).exists(), f"COPY source {source} does not exist"
         assert in_build_context(source), f"COPY source {source} is excluded by .dockerignore"
-    for private in (".venv/bin/python", ".git/config", "tests/conftest.py", "var/fills.db", "keys/risk.key_secret"):
+    for private in (
+        ".venv/bin/python",
+        ".git/config",
+        "tests/conftest.py",
+        "var/fills.db",
+        "keys/risk.key_secret",
+    ):
         assert not in_build_context(private), f"{private} would be sent to the Docker daemon"
-    for cached in ("components/tradingsystem/__pycache__/cli.cpython-311.pyc", "tradingsystem.egg-info/PKG-INFO"):
+    for cached in (
+        "components/tradingsystem/__pycache__/cli.cpython-311.pyc",
+        "tradingsystem.egg-info/PKG-INFO",
+    ):
         assert not in_build_context(cached)
-

@@ -55,7 +55,11 @@ class _Builder:
         self.workdir = "/"
         # The host's interpreter plays the base image's python3 (same minor version: checked
         # in test_dockerfile); nothing from the host's site-packages reaches the venv.
-        self.env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(root), "LANG": "C.UTF-8"}
+        self.env = {
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+            "HOME": str(root),
+            "LANG": "C.UTF-8",
+        }
         self.entrypoint: list[str] = []
         self.cmd: list[str] = []
 
@@ -89,14 +93,19 @@ class _Builder:
         proc = subprocess.run(
             argv, cwd=self._dest("."), env=self.env, capture_output=True, text=True, timeout=600, check=False
         )
-        assert proc.returncode == 0, f"RUN {instruction.value} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        assert proc.returncode == 0, (
+            f"RUN {instruction.value} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
 
     def set_env(self, instruction: Instruction) -> None:
         for pair in shlex.split(instruction.value):
             key, _, value = pair.partition("=")
             value = re.sub(r"\$\{?(\w+)\}?", lambda m: self.env.get(m[1], ""), value)
             # Rebase absolute paths the image provides; host paths (the interpreter) stay as they are.
-            parts = [str(self.rebase(p)) if p.startswith("/") and self.rebase(p).exists() else p for p in value.split(":")]
+            parts = [
+                str(self.rebase(p)) if p.startswith("/") and self.rebase(p).exists() else p
+                for p in value.split(":")
+            ]
             self.env[key] = ":".join(parts)
 
     def build_stage(self, instructions: list[Instruction]) -> None:
@@ -170,7 +179,9 @@ def test_operator_entrypoint_starts(image: RuntimeEnv) -> None:
 
 
 def test_the_image_runs_the_installed_wheel_not_the_checkout(image: RuntimeEnv) -> None:
-    code = "import tradingsystem, tradingsystem_operator as o; print(tradingsystem.__file__); print(o.__file__)"
+    code = (
+        "import tradingsystem, tradingsystem_operator as o; print(tradingsystem.__file__); print(o.__file__)"
+    )
     result = image.exec("python", "-c", code)
     assert result.returncode == 0, result.stderr
     for path in result.stdout.split():
@@ -213,5 +224,6 @@ def test_lock_satisfies_pyproject_dependencies() -> None:
         req = Requirement(spec)
         name = req.name.lower().replace("_", "-")
         assert name in pins, f"{req.name} is not in requirements.lock: run `make lock`"
-        assert req.specifier.contains(pins[name], prereleases=True), f"{req.name}=={pins[name]} violates {spec}"
-
+        assert req.specifier.contains(pins[name], prereleases=True), (
+            f"{req.name}=={pins[name]} violates {spec}"
+        )

@@ -7,13 +7,14 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from .conftest import SYMBOL, ledger_orders, metric
 
-from tradingsystem.common.config import Settings
+from tradingsystem.common.config import Settings, load_settings
 from tradingsystem.common.wire import OrderIntent, OrderStatus, Side
 from tradingsystem.execution.broker import Broker, Rejected, Unavailable
 from tradingsystem.execution.orders import Order
 from tradingsystem.sim.server import SimulatorThread
+
+from .conftest import SYMBOL, ledger_orders, metric
 
 REQ = "tradingsystem_broker_requests_total"
 
@@ -108,12 +109,10 @@ def test_4xx_is_final_and_not_retried(sim: SimulatorThread, make_settings: Calla
 def test_bad_credentials_403_not_retried(
     sim: SimulatorThread, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = make_settings()
+    make_settings()  # the TS_* environment for this simulator
     monkeypatch.setenv("ALPACA_API_KEY", "WRONG")
     monkeypatch.setenv("ALPACA_SECRET_KEY", "WRONG-SECRET")
-    from tradingsystem.common.config import load_settings
-
-    bad = load_settings(**{"sim": settings.sim.model_dump()})
+    bad = load_settings()
     sleeps: list[float] = []
     with pytest.raises(Rejected) as exc:
         _broker(bad, sleeps).submit(_order())

@@ -10,8 +10,18 @@ import pytest
 
 from tradingsystem.common.bus import Publisher, Subscriber
 from tradingsystem.common.config import Settings
-from tradingsystem.common.wire import TOPIC_EXEC, TOPIC_HEARTBEAT, ExecutionReport, OrderIntent, OrderStatus, Side
+from tradingsystem.common.wire import (
+    TOPIC_EXEC,
+    TOPIC_HEARTBEAT,
+    ExecutionReport,
+    OrderIntent,
+    OrderStatus,
+    Side,
+    now_ns,
+)
+from tradingsystem.execution.orders import Order
 from tradingsystem.execution.service import Engine
+from tradingsystem.execution.store import OrderStore
 from tradingsystem.sim.server import SimulatorThread
 
 from .conftest import SYMBOL, ledger_orders, ledger_positions, wait_for
@@ -109,15 +119,47 @@ def test_fills_missed_while_the_stream_was_down_come_from_reconciliation(
         side=Side.BUY,
         qty=2,
         order_type="limit",  # type: ignore[arg-type]
-        limit_price=float(quote.ask) * 0.5,
+        limit_price=round(float(quote.ask) * 0.5, 2),
     )
     harness.send_until_report(intent, lambda r: r.status is OrderStatus.ACCEPTED)
     sim.disconnect("trading", clean=False)
     order_id = ledger_orders(sim, intent.client_order_id)[0]["id"]
-    sim.call(lambda: sim.ledger._fill(sim.ledger.orders[order_id], sim.ledger.orders[order_id].qty, quote.ask, 1))
+    sim.call(
+        lambda: sim.ledger._fill(sim.ledger.orders[order_id], sim.ledger.orders[order_id].qty, quote.ask, 1)
+    )
     wait_for(
         lambda: (o := harness.engine.store.get(intent.client_order_id)) and o.status is OrderStatus.FILLED,
         timeout=15,
         what="fill via reconciliation after stream reconnect",
     )
     assert harness.engine.store.positions() == ledger_positions(sim)
+
+
+def test_broker_rejection_on_trade_updates_is_reported(harness: Harness, sim: SimulatorThread) -> None:
+    sim.faults.reject_next = 1
+    intent = _intent()
+    reports = harness.send_until_report(intent, lambda r: r.status is OrderStatus.REJECTED)
+    assert reports[-1].reason and reports[-1].filled_qty == 0
+    assert harness.engine.store.positions() == ledger_positions(sim) == {}
+
+
+def test_stale_unplaced_order_is_not_placed_at_startup(
+    make_settings: Callable[..., Settings], sim: SimulatorThread
+) -> None:
+    settings = make_settings(resubmit_max_age_s=5)
+    store = OrderStore(settings.execution.db_path)
+    stale = Order.from_intent(_intent(), created_ns=now_ns() - 60 * 10**9)
+    fresh = Order.from_intent(_intent(), created_ns=now_ns())
+    assert store.add(stale) and store.add(fresh)
+    store.close()
+
+    h = Harness(settings)  # ready means reconciled: both are resolved before it trades
+    try:
+        got_stale = h.engine.store.get(stale.client_order_id)
+        got_fresh = h.engine.store.get(fresh.client_order_id)
+        assert got_stale is not None and got_stale.status is OrderStatus.REJECTED
+        assert got_fresh is not None and got_fresh.status is OrderStatus.FILLED
+        assert ledger_orders(sim, stale.client_order_id) == []
+        assert len(ledger_orders(sim, fresh.client_order_id)) == 1
+    finally:
+        h.close()

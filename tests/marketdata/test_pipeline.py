@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgpack
+import pytest
 from prometheus_client import REGISTRY
 
 from tradingsystem.common import wire
-from tradingsystem.common.config import MarketDataSettings, Settings
+from tradingsystem.common.config import ConfigError, MarketDataSettings, Settings, SimSettings, load_settings
 from tradingsystem.marketdata.pipeline import SERVICE, TickPipeline
 
 S = 1_000_000_000
@@ -68,3 +70,18 @@ def test_aggregation_emits_bars_from_trades_and_by_timer() -> None:
     assert (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.start_ts) == (10, 11, 9, 9, 6, NOW)
     p.on_timer(NOW + 2 * S)
     assert isinstance(out[-1][0], wire.Bar) and out[-1][0].start_ts == NOW + S and len(out) == 2
+
+
+def test_settings_that_would_subscribe_nothing_fail_at_start() -> None:
+    with pytest.raises(ConfigError, match=r"market_data: .*at least one of trades, quotes, bars"):
+        load_settings(market_data={"trades": False, "quotes": False, "bars": False})
+    with pytest.raises(ConfigError, match="reconnect_min_s"):
+        load_settings(market_data={"reconnect_min_s": 5, "reconnect_max_s": 1})
+
+
+def test_sim_replay_accepts_recorded_timestamps(tmp_path: Path) -> None:
+    out: list[tuple[wire.Msg, str]] = []
+    settings = Settings(symbols=["AAPL"], sim=SimSettings(replay_path=tmp_path / "ticks.csv"))
+    p = TickPipeline(settings, lambda m, k: out.append((m, k)))
+    p.on_trade({"S": "AAPL", "i": 1, "p": 5.0, "s": 1, "t": ts(NOW)}, NOW + 86_400 * S)
+    assert len(out) == 1

@@ -115,3 +115,11 @@ def test_duplicate_memory_is_bounded() -> None:
     # Only a recent window is remembered, old ids are forgotten (memory stays bounded).
     assert v.check(trade(ts=NOW + 5000), NOW, trade_id=4999) is DropReason.DUPLICATE
     assert v.check(trade(ts=NOW + 5000), NOW, trade_id=0) is None
+
+
+def test_replayed_ticks_skip_only_the_wall_clock_checks() -> None:
+    v = TickValidator(["AAPL"], stale_after_s=30, max_backwards_s=1, max_future_s=5, wall_clock=False)
+    year_ago = NOW - 365 * 86_400 * S
+    assert v.check(trade(ts=year_ago), NOW, trade_id=1) is None
+    assert v.check(trade(ts=year_ago - 2 * S), NOW, trade_id=2) is DropReason.OUT_OF_ORDER
+    assert v.check(trade(price=-1, ts=year_ago), NOW, trade_id=3) is DropReason.BAD_PRICE

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tradingsystem.common.config import Settings
+from tradingsystem.supervisor import Pipeline
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 from promhelpers import (
@@ -66,3 +69,29 @@ def start_prometheus(tmp_path: Path) -> Iterator[StartPrometheus]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
+    """The simulator and the four services as processes, every port a free one."""
+
+    def endpoint() -> str:
+        return f"tcp://127.0.0.1:{free_port()}"
+
+    settings = Settings.model_validate(
+        {
+            "sim": {"port": free_port()},
+            "bus": {
+                "market_data": endpoint(),
+                "signals": endpoint(),
+                "risk": endpoint(),
+                "execution": endpoint(),
+            },
+            "market_data": {"http_port": free_port()},
+            "signals": {"http_port": free_port()},
+            "risk": {"http_port": free_port()},
+            "execution": {"http_port": free_port(), "db_path": str(tmp_path / "execution.sqlite")},
+        }
+    )
+    with Pipeline(settings, workdir=tmp_path / "pipeline") as running:
+        yield running

@@ -9,13 +9,14 @@ temporary TSDB, waits until it is ready and returns a small HTTP API client.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -74,6 +75,26 @@ class Prometheus:
     def alerts(self) -> list[dict[str, Any]]:
         return list(self._get("/api/v1/alerts")["alerts"])
 
+    def alert(self, name: str, **labels: str) -> dict[str, Any] | None:
+        """The active (pending or firing) alert ``name`` whose labels include ``labels``."""
+        for alert in self.alerts():
+            if alert["labels"]["alertname"] == name and labels.items() <= alert["labels"].items():
+                return dict(alert)
+        return None
+
+    def wait_pending_then_firing(self, name: str, timeout: float = 30.0, **labels: str) -> dict[str, Any]:
+        """Poll until the alert fires; it must have been seen pending first (``for:`` honoured)."""
+        seen: list[str | None] = []
+
+        def firing() -> dict[str, Any] | None:
+            alert = self.alert(name, **labels)
+            seen.append(alert["state"] if alert else None)
+            return alert if alert and alert["state"] == "firing" else None
+
+        alert = self.wait_for(f"{name} {labels} firing", firing, timeout)
+        assert "pending" in seen, f"{name} never seen pending before firing: {seen}"
+        return alert
+
     def wait_for(self, what: str, check: Callable[[], T | None], timeout: float = 30.0) -> T:
         deadline = time.monotonic() + timeout
         while True:
@@ -114,6 +135,26 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 30.0) -
             pass
         time.sleep(0.1)
     return False
+
+
+def rule_exprs() -> Iterator[tuple[str, str]]:
+    for group in load_rules()["groups"]:
+        for rule in group["rules"]:
+            yield rule.get("alert") or rule["record"], rule["expr"]
+
+
+def dashboard_exprs() -> Iterator[tuple[str, str]]:
+    for path in sorted((MONITORING / "dashboards").glob("*.json")):
+        board = json.loads(path.read_text())
+        for panel in board["panels"]:
+            for target in panel.get("targets", []):
+                yield f"{path.name}: {panel['title']}", target["expr"]
+        for var in board["templating"]["list"]:
+            if var["type"] == "query":
+                # label_values(<series selector>, <label>): only the selector names a metric.
+                inner = re.fullmatch(r"label_values\((.*),\s*\w+\)", var["query"]["query"])
+                assert inner, var["query"]
+                yield f"{path.name}: ${var['name']}", inner.group(1)
 
 
 # start_prometheus(targets, rule_for=None, interval="1s") -> Prometheus (the conftest fixture).

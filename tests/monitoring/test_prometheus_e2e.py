@@ -1,28 +1,25 @@
-"""A real Prometheus scrapes a real service endpoint and evaluates the shipped rules.
+"""A real Prometheus scrapes real services and evaluates the shipped rules.
 
-The endpoint is the services' own ``HttpEndpoint`` serving the metric catalogue; stopping it
-must drive the shipped ``TradingSystemServiceDown`` rule (its ``for:`` shortened) through
-pending to firing.
+First one ``HttpEndpoint`` (the services' own HTTP server) in this process, then the whole
+pipeline on the simulator. Stopping a service must drive the shipped
+``TradingSystemServiceDown`` rule (its ``for:`` shortened) through pending to firing.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import urllib.error
+from functools import partial
 
 import pytest
-from promhelpers import StartPrometheus
+from promhelpers import StartPrometheus, dashboard_exprs
 
 from tradingsystem.common.metrics import HOP_LATENCY, MESSAGES_OUT
 from tradingsystem.common.runtime import Health, HttpEndpoint
+from tradingsystem.supervisor import ORDER, Pipeline, http_port
 
 pytestmark = pytest.mark.e2e
 
 JOB = "tradingsystem-market-data"
-
-
-def _alert_state(alerts: list[dict[str, Any]], name: str) -> str | None:
-    states = [a["state"] for a in alerts if a["labels"]["alertname"] == name]
-    return states[0] if states else None
 
 
 def test_prometheus_scrapes_the_service_and_fires_service_down(start_prometheus: StartPrometheus) -> None:
@@ -44,20 +41,62 @@ def test_prometheus_scrapes_the_service_and_fires_service_down(start_prometheus:
             f'tradingsystem_hop_latency_seconds_count{{job="{JOB}",topic="trade"}} >= 1',
         ):
             assert prom.query(expr), f"no live series for {expr}"
-        assert _alert_state(prom.alerts(), "TradingSystemServiceDown") is None
+        assert prom.alert("TradingSystemServiceDown") is None
     finally:
         endpoint.stop()
 
     prom.wait_for("up to drop to 0", lambda: prom.query(f'up{{job="{JOB}"}} == 0'))
-    seen: list[str | None] = []
-
-    def firing() -> bool:
-        seen.append(_alert_state(prom.alerts(), "TradingSystemServiceDown"))
-        return seen[-1] == "firing"
-
-    prom.wait_for("ServiceDown firing", firing)
-    assert "pending" in seen, f"never saw the pending state: {seen}"
-    (alert,) = [a for a in prom.alerts() if a["labels"]["alertname"] == "TradingSystemServiceDown"]
-    assert alert["labels"]["service"] == "market-data"
+    alert = prom.wait_pending_then_firing("TradingSystemServiceDown", service="market-data")
     assert alert["labels"]["severity"] == "critical"
     assert alert["annotations"]["summary"].startswith("market-data is down")
+
+
+# Live series the dashboards and alerts depend on, once ticks have flowed to fills.
+KEY_SERIES = (
+    'count(tradingsystem_ready{job=~"tradingsystem-.+"} == 1) == 4',
+    "tradingsystem_marketdata_ticks_total > 0",
+    "tradingsystem_marketdata_last_tick_timestamp_seconds > 0",
+    'tradingsystem_messages_published_total{service="market-data"} > 0',
+    'tradingsystem_messages_received_total{service="signal-bridge"} > 0',
+    "tradingsystem_signals_total > 0",
+    'tradingsystem_hop_latency_seconds_count{service="risk-manager"} > 0',
+    "tradingsystem_risk_orders_approved_total > 0",
+    'tradingsystem_risk_state{state="ACTIVE"} == 1',
+    "tradingsystem_pnl_daily_dollars",
+    "tradingsystem_broker_requests_total > 0",
+    "tradingsystem_fills_total > 0",
+    "tradingsystem_tick_to_order_latency_seconds_count > 0",
+    # A recording rule evaluated on live data.
+    'instance_topic:tradingsystem_hop_latency_seconds:p99_rate5m{service="signal-bridge"} > 0',
+)
+
+
+def test_live_pipeline_series_and_service_down(pipeline: Pipeline, start_prometheus: StartPrometheus) -> None:
+    targets = {f"tradingsystem-{name}": [f"127.0.0.1:{http_port(pipeline.settings, name)}"] for name in ORDER}
+    prom = start_prometheus(targets, rule_for={"TradingSystemServiceDown": "5s"})
+    for expr in KEY_SERIES:
+        prom.wait_for(f"live series {expr}", partial(prom.query, expr), timeout=60)
+    assert prom.alert("TradingSystemServiceDown") is None
+
+    pipeline.stop_process("execution-engine")
+    alert = prom.wait_pending_then_firing("TradingSystemServiceDown", service="execution-engine")
+    assert alert["labels"]["job"] == "tradingsystem-execution-engine"
+    assert prom.alert("TradingSystemServiceDown", service="market-data") is None
+
+
+# Values Grafana substitutes for the dashboard variables.
+GRAFANA_VARIABLES = {"$namespace": ".*", "$__rate_interval": "1m"}
+
+
+def test_every_dashboard_query_is_valid_promql(start_prometheus: StartPrometheus) -> None:
+    prom = start_prometheus({})
+    exprs = list(dashboard_exprs())
+    assert len(exprs) > 30
+    for where, expr in exprs:
+        for var, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(var, value)
+        assert "$" not in expr, f"{where}: unknown Grafana variable in {expr!r}"
+        try:
+            prom.query(expr)
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"{where}: Prometheus refuses {expr!r}: {exc.read().decode()}") from None

@@ -7,6 +7,8 @@ import subprocess
 import yaml
 from promhelpers import RULE_TESTS, RULES_FILE, STATIC_CONFIG, alert_rules, tool
 
+from tradingsystem.common.config import Settings
+
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, timeout=120)
@@ -26,6 +28,21 @@ def test_promtool_rule_unit_tests_pass() -> None:
 def test_static_scrape_config_is_valid() -> None:
     result = _run(tool("promtool"), "check", "config", str(STATIC_CONFIG))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_static_scrape_config_follows_the_job_convention_and_default_ports() -> None:
+    defaults = Settings()
+    ports = {
+        "market-data": defaults.market_data.http_port,
+        "signal-bridge": defaults.signals.http_port,
+        "risk-manager": defaults.risk.http_port,
+        "execution-engine": defaults.execution.http_port,
+    }
+    jobs = {
+        job["job_name"]: [t for c in job["static_configs"] for t in c["targets"]]
+        for job in yaml.safe_load(STATIC_CONFIG.read_text())["scrape_configs"]
+    }
+    assert jobs == {f"tradingsystem-{svc}": [f"127.0.0.1:{port}"] for svc, port in ports.items()}
 
 
 def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:

@@ -53,13 +53,21 @@ def make_engine(clock: FakeClock | None = None, *, halted: bool = False, **risk:
 
 
 def quote(symbol: str, mid: float, half_spread: float = 0.01) -> Quote:
-    return Quote(symbol=symbol, bid=mid - half_spread, bid_size=100, ask=mid + half_spread, ask_size=100, exch_ts=0)
+    return Quote(
+        symbol=symbol, bid=mid - half_spread, bid_size=100, ask=mid + half_spread, ask_size=100, exch_ts=0
+    )
 
 
 def signal(symbol: str, action: Action, price: float, strength: float = 1.0) -> Signal:
     seq = next(_seq)
     return Signal(
-        symbol=symbol, action=action, strength=strength, price=price, strategy="t", seq=seq, origin_ts=T0 + seq
+        symbol=symbol,
+        action=action,
+        strength=strength,
+        price=price,
+        strategy="t",
+        seq=seq,
+        origin_ts=T0 + seq,
     )
 
 
@@ -86,7 +94,9 @@ def report(
     )
 
 
-def terminal(order: OrderIntent, status: OrderStatus = OrderStatus.CANCELED, filled: float = 0.0) -> ExecutionReport:
+def terminal(
+    order: OrderIntent, status: OrderStatus = OrderStatus.CANCELED, filled: float = 0.0
+) -> ExecutionReport:
     return ExecutionReport(
         client_order_id=order.client_order_id,
         symbol=order.symbol,

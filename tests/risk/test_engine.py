@@ -12,8 +12,8 @@ from tradingsystem.common.wire import (
     ControlAction,
     OrderIntent,
     OrderStatus,
-    RejectReason,
     Rejection,
+    RejectReason,
     RiskState,
     Side,
     Trade,
@@ -68,7 +68,10 @@ def test_unknown_symbol_and_missing_quote() -> None:
     approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
 
 
-@pytest.mark.parametrize(("price", "ok"), [(105.0, True), (95.0, True), (105.01, False), (94.99, False), (math.inf, False), (math.nan, False)])
+@pytest.mark.parametrize(
+    ("price", "ok"),
+    [(105.0, True), (95.0, True), (105.01, False), (94.99, False), (math.inf, False), (math.nan, False)],
+)
 def test_price_band_vs_last_quote_mid(price: float, ok: bool) -> None:
     eng = make_engine(price_band_pct=5)
     eng.on_quote(quote("AAPL", 100.0))
@@ -215,7 +218,12 @@ def test_daily_loss_reducing_then_circuit_breaker_then_new_day() -> None:
     eng.on_quote(quote("AAPL", 90.0))
     assert eng.state is RiskState.ACTIVE
     assert eng.book.daily_pnl() == 0
-    assert eng.snapshot()["pnl"] == {"realized": 0.0, "realized_today": 0.0, "unrealized": -100.0, "daily": 0.0}
+    assert eng.snapshot()["pnl"] == {
+        "realized": 0.0,
+        "realized_today": 0.0,
+        "unrealized": -100.0,
+        "daily": 0.0,
+    }
 
 
 def test_day_roll_uses_new_york_midnight() -> None:

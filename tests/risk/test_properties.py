@@ -19,8 +19,8 @@ from tradingsystem.common.wire import (
     ControlAction,
     OrderIntent,
     OrderStatus,
-    RejectReason,
     Rejection,
+    RejectReason,
     RiskState,
     Side,
 )
@@ -64,14 +64,24 @@ class RiskMachine(RuleBasedStateMachine):
     @rule(
         symbol=st.sampled_from((*SYMBOLS, "TSLA")),
         action=st.sampled_from(Action),
-        strength=st.one_of(st.floats(0, 1), st.just(float("nan"))),
+        strength=st.one_of(st.sampled_from([0.2, 0.5, 0.8]), st.floats(0, 1), st.just(float("nan"))),
         off_pct=st.integers(-7, 7),
+        burst=st.integers(1, 4),
     )
-    def strategy_signals(self, symbol: str, action: Action, strength: float, off_pct: int) -> None:
+    def strategy_signals(
+        self, symbol: str, action: Action, strength: float, off_pct: int, burst: int = 1
+    ) -> None:
+        """``burst`` signals alike in the same instant: what a fast strategy does to the limits."""
+        for _ in range(burst):
+            self.decide(symbol, action, strength, off_pct)
+
+    def decide(self, symbol: str, action: Action, strength: float, off_pct: int) -> None:
         base = self.marks.get(symbol, 100.0)
         state_before = self.engine.state
         gross_before = self.worst_case_gross()
-        decision = self.engine.on_signal(signal(symbol, action, round(base * (1 + off_pct / 100), 2), strength))
+        decision = self.engine.on_signal(
+            signal(symbol, action, round(base * (1 + off_pct / 100), 2), strength)
+        )
         if isinstance(decision, Rejection):
             self.reasons.add(decision.reason)
             return
@@ -109,7 +119,10 @@ class RiskMachine(RuleBasedStateMachine):
             self.open[cid] = (order, filled)
 
     @precondition(lambda self: self.open)
-    @rule(data=st.data(), status=st.sampled_from([OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED]))
+    @rule(
+        data=st.data(),
+        status=st.sampled_from([OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED]),
+    )
     def broker_ends_order(self, data: st.DataObject, status: OrderStatus) -> None:
         cid = data.draw(st.sampled_from(sorted(self.open)))
         order, filled = self.open.pop(cid)
@@ -127,8 +140,14 @@ class RiskMachine(RuleBasedStateMachine):
 
     # --- what must always hold ----------------------------------------------------------
     def worst_case(self, symbol: str) -> Decimal:
-        buys = sum((D(str(o.qty)) - f for o, f in self.open.values() if o.symbol == symbol and o.side is Side.BUY), D(0))
-        sells = sum((D(str(o.qty)) - f for o, f in self.open.values() if o.symbol == symbol and o.side is Side.SELL), D(0))
+        buys = sum(
+            (D(str(o.qty)) - f for o, f in self.open.values() if o.symbol == symbol and o.side is Side.BUY),
+            D(0),
+        )
+        sells = sum(
+            (D(str(o.qty)) - f for o, f in self.open.values() if o.symbol == symbol and o.side is Side.SELL),
+            D(0),
+        )
         pos = self.position[symbol]
         return max(abs(pos + buys), abs(pos - sells))
 
@@ -173,7 +192,7 @@ def test_property_run_exercises_every_limit() -> None:
             order, filled = machine.open[cid]
             machine.fill(cid, int(order.qty - float(filled)), machine.marks[order.symbol])
         elif pick < 0.99:
-            machine.time_passes(rng.choice([0.5, 5, 20]))
+            machine.time_passes(rng.choice([5, 20, 61]))
         else:
             machine.operator(rng.choice(list(ControlAction)))
         machine.positions_within_limits()

@@ -132,3 +132,34 @@ def test_engine_model_vetoes_or_scores(tmp_path: Path) -> None:
     )
     assert all(veto.on_tick(t) is None for t in trades(V_PRICES))
     assert veto.vetoed == 1
+
+
+def test_the_documented_example_model_loads(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "strategies.md").read_text()
+    example = doc.split("```json\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "example.json"
+    path.write_text(example)
+    m = LinearModel.load(path, available_features(StrategyFactory("ma_crossover", {})))
+    neutral = {"rsi_14": 50.0, "macd_hist_pct": 0.0, "bb_pct_b": 0.5}
+    assert m.score(neutral) == pytest.approx(0.5)
+
+
+def test_engine_prices_quotes_at_mid_and_bars_at_close() -> None:
+    factory = StrategyFactory("ma_crossover", {"fast": 2, "slow": 3, "average": "sma"})
+    engine = SignalEngine(["AAPL"], factory)
+    down = [
+        wire.Quote(symbol="AAPL", bid=p - 1, bid_size=1, ask=p + 1, ask_size=1, exch_ts=0) for p in (10, 9, 8)
+    ]
+    assert [engine.on_tick(q) for q in down] == [None, None, None]
+    sig = engine.on_tick(wire.Quote(symbol="AAPL", bid=19, bid_size=1, ask=21, ask_size=1, exch_ts=0))
+    assert sig is not None and (sig.action, sig.price) == (Action.BUY, 20.0)
+    bars = SignalEngine(["AAPL"], factory)
+    for c in (10.0, 9.0, 8.0):
+        assert (
+            bars.on_tick(
+                wire.Bar(symbol="AAPL", open=c, high=c + 5, low=c - 5, close=c, volume=1, start_ts=0)
+            )
+            is None
+        )
+    sig = bars.on_tick(wire.Bar(symbol="AAPL", open=8, high=30, low=8, close=20, volume=1, start_ts=0))
+    assert sig is not None and sig.price == 20.0

@@ -64,7 +64,9 @@ def collector() -> tuple[queue.Queue[Any], Callable[[Any], Any]]:
     return q, handler
 
 
-def take_until(q: queue.Queue[Any], pred: Callable[[Any], bool], what: str, timeout: float = 15.0) -> list[Any]:
+def take_until(
+    q: queue.Queue[Any], pred: Callable[[Any], bool], what: str, timeout: float = 15.0
+) -> list[Any]:
     """Messages from ``q`` up to and including the first that satisfies ``pred``."""
     seen: list[Any] = []
     deadline = time.monotonic() + timeout

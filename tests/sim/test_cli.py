@@ -18,7 +18,18 @@ import requests
 def sim_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
     env = {**os.environ, "ALPACA_API_KEY": "cli-key", "ALPACA_SECRET_KEY": "cli-very-secret"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tradingsystem.cli", "sim", "--port", "0", "--symbols", "SPY", "--tick-rate", "5"],
+        [
+            sys.executable,
+            "-m",
+            "tradingsystem.cli",
+            "sim",
+            "--port",
+            "0",
+            "--symbols",
+            "SPY",
+            "--tick-rate",
+            "5",
+        ],
         stderr=subprocess.PIPE,
         text=True,
         env=env,

@@ -46,7 +46,7 @@ def test_market_orders_fill_at_the_quote_and_round_trip_pnl_is_exact() -> None:
 
 
 def test_limit_order_rests_until_crossed_then_fills_at_the_quote() -> None:
-    ledger, events = make()
+    ledger, _ = make()
     o = ledger.submit(order(type="limit", limit_price=99.5, time_in_force="gtc"))
     assert o.status == "new"
     ledger.on_quote("AAPL", Quote(D("99.40"), 100, D("99.55"), 100))
@@ -77,7 +77,15 @@ def test_ioc_and_fok_are_decided_on_the_quote_at_submission() -> None:
     assert fok.status == "canceled" and fok.filled_qty == 0
     far = ledger.submit(order(type="limit", limit_price=90, time_in_force="ioc"))
     assert far.status == "canceled"
-    assert [e.event for e in events] == ["new", "partial_fill", "canceled", "new", "canceled", "new", "canceled"]
+    assert [e.event for e in events] == [
+        "new",
+        "partial_fill",
+        "canceled",
+        "new",
+        "canceled",
+        "new",
+        "canceled",
+    ]
 
 
 def test_partial_fills_take_the_displayed_size_over_several_quotes() -> None:
@@ -125,7 +133,9 @@ def test_short_then_cover_through_zero_keeps_average_cost_accounting() -> None:
         (order(qty=1000), 403, 40310000),
     ],
 )
-def test_invalid_orders_are_refused_with_alpaca_codes(body: dict[str, object], status: int, code: int) -> None:
+def test_invalid_orders_are_refused_with_alpaca_codes(
+    body: dict[str, object], status: int, code: int
+) -> None:
     ledger, _ = make()
     ledger.submit(order(qty=1, client_order_id="dup"))
     with pytest.raises(SimError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def test_history_ends_at_the_live_start_price_on_completed_periods() -> None:
     assert len(bars) == 50 and bars[-1].close == start_price(9, "AAPL")
     step = 5 * 60 * 10**9
     assert bars[-1].ts_ns + step <= end_ns and all(b.ts_ns % step == 0 for b in bars)
-    assert all(b.ts_ns - a.ts_ns == step for a, b in zip(bars, bars[1:], strict=False))
+    assert all(b.ts_ns - a.ts_ns == step for a, b in itertools.pairwise(bars))
 
 
 def test_replay_reads_alpaca_field_names(tmp_path: Path) -> None:
@@ -92,4 +93,8 @@ def test_rate_limiter_windows_are_per_key_and_per_minute() -> None:
     assert results == [True, True, False]
     assert limiter.hit("other", 2, now=125.0)[0]
     allowed, headers = limiter.hit("k", 2, now=180.0)
-    assert allowed and headers == {"X-RateLimit-Limit": "2", "X-RateLimit-Remaining": "1", "X-RateLimit-Reset": "240"}
+    assert allowed and headers == {
+        "X-RateLimit-Limit": "2",
+        "X-RateLimit-Remaining": "1",
+        "X-RateLimit-Reset": "240",
+    }

@@ -208,17 +208,17 @@ def test_latency_fault_delays_replies(sim: SimulatorThread) -> None:
 
 
 def test_faults_over_http_and_reset(trading: TradingClient, sim: SimulatorThread) -> None:
+    trading.submit_order(far_limit("before-reset"))
     bad = requests.post(f"{sim.base_url}/_sim/faults", json={"no_such_fault": 1}, timeout=5)
     assert bad.status_code == 400
     r = requests.post(f"{sim.base_url}/_sim/faults", json={"http_429_next": 7}, timeout=5)
     assert r.json()["http_429_next"] == 7 and sim.faults.http_429_next == 7
-    trading.submit_order(far_limit("before-reset"))
     requests.post(f"{sim.base_url}/_sim/reset", timeout=5)
     assert sim.faults.http_429_next == 0
     trading.submit_order(market("after-reset"))
-    assert [o["client_order_id"] for o in requests.get(f"{sim.base_url}/_sim/ledger", timeout=5).json()["orders"]] == [
-        "after-reset"
-    ]
+    assert [
+        o["client_order_id"] for o in requests.get(f"{sim.base_url}/_sim/ledger", timeout=5).json()["orders"]
+    ] == ["after-reset"]
 
 
 def test_historical_bars_paginate_and_end_where_live_prices_start(sim: SimulatorThread) -> None:

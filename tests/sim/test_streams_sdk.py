@@ -72,7 +72,9 @@ def test_data_stream_reconnects_after_drop_and_after_clean_close(sim: SimulatorT
             take_until(q, lambda m: isinstance(m, Trade), "trades after reconnect")
 
 
-async def raw_session(url: str, msgpack_mode: bool) -> tuple[aiohttp.ClientSession, aiohttp.ClientWebSocketResponse]:
+async def raw_session(
+    url: str, msgpack_mode: bool
+) -> tuple[aiohttp.ClientSession, aiohttp.ClientWebSocketResponse]:
     session = aiohttp.ClientSession()
     headers = {"Content-Type": "application/msgpack"} if msgpack_mode else {}
     ws = await session.ws_connect(url, headers=headers)
@@ -163,7 +165,10 @@ def test_trade_updates_new_fill_canceled_and_rejected(trading: TradingClient, si
             LimitOrderRequest(symbol="AAPL", qty=1, side="buy", time_in_force="gtc", limit_price=1)
         )
         trading.cancel_order_by_id(resting.id)
-        assert [u.event for u in take_until(q, lambda u: u.event == "canceled", "cancel")] == ["new", "canceled"]
+        assert [u.event for u in take_until(q, lambda u: u.event == "canceled", "cancel")] == [
+            "new",
+            "canceled",
+        ]
 
         sim.faults.reject_next = 1
         trading.submit_order(MarketOrderRequest(symbol="AAPL", qty=1, side="buy", time_in_force="day"))
@@ -173,9 +178,7 @@ def test_trade_updates_new_fill_canceled_and_rejected(trading: TradingClient, si
 
 
 def test_partial_fills_arrive_as_partial_fill_events() -> None:
-    with SimulatorThread(
-        ["AAPL"], seed=3, tick_rate=50, partial_fills=True, initial_cash=1_000_000
-    ) as sim:
+    with SimulatorThread(["AAPL"], seed=3, tick_rate=50, partial_fills=True, initial_cash=1_000_000) as sim:
         wait_for(lambda: "AAPL" in sim.ledger.quotes, "a quote")
         trading = TradingClient(DEFAULT_KEY_ID, DEFAULT_SECRET, url_override=sim.base_url)
         stream, q = trade_updates(sim)

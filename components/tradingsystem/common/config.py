@@ -86,9 +86,19 @@ class MarketDataSettings(_Section):
     bar_interval_s: int = Field(0, ge=0, description="aggregate trades into bars of this length; 0 = off")
     stale_after_s: float = Field(30.0, gt=0, description="a tick older than this on arrival is dropped")
     max_backwards_s: float = Field(1.0, ge=0, description="tolerated timestamp regression per symbol")
-    max_future_s: float = Field(5.0, ge=0, description="tolerated clock skew: a tick further ahead is dropped")
+    max_future_s: float = Field(
+        5.0, ge=0, description="tolerated clock skew: a tick further ahead is dropped"
+    )
     reconnect_min_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MarketDataSettings:
+        if not (self.trades or self.quotes or self.bars):
+            raise ValueError("enable at least one of trades, quotes, bars")
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        return self
 
 
 class SignalSettings(_Section):

@@ -210,7 +210,7 @@ class Broker:
         for attempt in range(self._max_attempts):
             try:
                 if ambiguous:
-                    found = self._call("get_order_by_cid", lambda: self._lookup(order.client_order_id))
+                    found = self._adopt_lookup(order.client_order_id)
                     if found is not None:
                         log.info("order %s found at broker after ambiguous failure", order.client_order_id)
                         return found
@@ -222,12 +222,21 @@ class Broker:
                 self._backoff(attempt, exc)
             except Rejected as exc:
                 if exc.status == 422:
-                    # Most likely "client_order_id must be unique": our earlier attempt landed.
-                    found = self.order_by_cid(order.client_order_id)
+                    # Maybe "client_order_id must be unique": an earlier attempt landed.
+                    found = self._retrying(
+                        "get_order_by_cid", lambda: self._adopt_lookup(order.client_order_id)
+                    )
                     if found is not None:
                         return found
                 raise
         raise AssertionError("unreachable")
+
+    def _adopt_lookup(self, cid: str) -> BrokerOrder | None:
+        """Lookup whose refusal (e.g. 403) must not pass for a rejected order: it may exist."""
+        try:
+            return self._call("get_order_by_cid", lambda: self._lookup(cid))
+        except Rejected as exc:
+            raise Unavailable(f"lookup of {cid} refused: HTTP {exc.status}") from None
 
     def _post(self, request: MarketOrderRequest | LimitOrderRequest) -> BrokerOrder:
         return self._client.submit_order(request)  # type: ignore[return-value]  # raw_data=True: a dict

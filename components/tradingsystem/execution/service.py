@@ -17,6 +17,8 @@ place the orders that never reached it), then only become ready and start consum
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -48,7 +50,7 @@ from tradingsystem.common.wire import (
     now_ns,
 )
 from tradingsystem.execution.broker import Broker, BrokerOrder, Rejected, Unavailable, credentials
-from tradingsystem.execution.orders import Order
+from tradingsystem.execution.orders import Fill, Order
 from tradingsystem.execution.store import OrderStore
 
 log = logging.getLogger(__name__)
@@ -102,7 +104,7 @@ class Engine:
         if changed:
             self._commit(order, fill, status_changed=order.status is not before)
 
-    def _commit(self, order: Order, fill: Any = None, *, status_changed: bool = True) -> None:
+    def _commit(self, order: Order, fill: Fill | None = None, *, status_changed: bool = True) -> None:
         self.store.save(order, fill, now_ns())
         if status_changed:
             ORDERS.labels(order.status.value).inc()
@@ -119,7 +121,7 @@ class Engine:
 
     def _place(self, order: Order, *, may_exist: bool) -> None:
         self._open[order.client_order_id] = order
-        if order.origin_ts:
+        if order.origin_ts and not may_exist:  # a re-placement after a crash is not tick latency
             TICK_TO_ORDER_LATENCY.observe(max(0, now_ns() - order.origin_ts) / 1e9)
         try:
             bo = self.broker.submit(order, may_exist=may_exist)
@@ -150,7 +152,7 @@ class Engine:
             elif order.status is not OrderStatus.PENDING_SUBMIT:
                 log.error("order %s (%s) unknown to the broker", order.client_order_id, order.status)
             elif now_ns() - order.created_ns > max_age_ns:
-                self._reject(order, "never reached the broker; too old to place after restart")
+                self._reject(order, "never reached the broker within resubmit_max_age_s; not placed")
             else:
                 self._place(order, may_exist=True)
         ours = {o.client_order_id for o in self._open.values()}
@@ -229,6 +231,10 @@ class Engine:
         loop = stream._loop
         if loop is not None and loop.is_running():
             stream.stop()
+            # The SDK notices the stop flag only between 5 s receive timeouts; closing the
+            # socket wakes it now.
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(stream.close(), loop).result(timeout=5)
         else:
             stream._stop_stream_queue.put_nowait({"should_stop": True})
         thread.join(timeout=10)

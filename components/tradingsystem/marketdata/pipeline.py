@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tradingsystem.common import wire
-from tradingsystem.common.config import Settings
+from tradingsystem.common.config import Mode, Settings
 from tradingsystem.common.metrics import LAST_TICK_TIMESTAMP, MESSAGES_DROPPED
 from tradingsystem.marketdata import convert
 from tradingsystem.marketdata.bars import BarAggregator
@@ -31,6 +31,8 @@ class TickPipeline:
             stale_after_s=md.stale_after_s,
             max_backwards_s=md.max_backwards_s,
             max_future_s=md.max_future_s,
+            # A simulator replaying a recording stamps ticks with their recorded times.
+            wall_clock=not (settings.mode is Mode.SIM and settings.sim.replay_path is not None),
         )
         self.aggregator = BarAggregator(md.bar_interval_s) if md.bar_interval_s else None
         self.forward_trades = md.trades

@@ -37,7 +37,7 @@ def stream_url(settings: Settings) -> str | None:
     return settings.alpaca.data_stream_url or None
 
 
-def stream_keys(settings: Settings) -> tuple[str, str]:
+def alpaca_keys(settings: Settings) -> tuple[str, str]:
     a = settings.alpaca
     if a.api_key is not None and a.secret_key is not None:
         return a.api_key.get_secret_value(), a.secret_key.get_secret_value()
@@ -77,7 +77,7 @@ class MarketDataService:
         s = self.settings
         curve = load_curve(s.bus.curve.keys_dir, SERVICE) if s.bus.curve.enabled else None
         self._pub = Publisher(s.bus.bind_endpoint(s.bus.market_data), service=SERVICE, curve=curve)
-        key, secret = stream_keys(s)
+        key, secret = alpaca_keys(s)
         stream = AlpacaStream(
             key,
             secret,
@@ -134,7 +134,7 @@ def run(settings: Settings) -> int:
     stop = threading.Event()
     install_signal_handlers(stop)
     health = Health(SERVICE)
-    http = HttpEndpoint("0.0.0.0", settings.market_data.http_port, health).start()
+    http = HttpEndpoint(settings.bus.bind_host, settings.market_data.http_port, health).start()
     log.info(
         "market-data starting",
         extra={

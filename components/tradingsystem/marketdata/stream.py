@@ -11,6 +11,7 @@ the ZeroMQ socket directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -77,10 +78,8 @@ class AlpacaStream(StockDataStream):
             await self.stop_ws()
             # alpaca-py notices the stop between messages; a quiet stream would keep it in
             # recv() for up to 5 s, so cancel it after a short grace period.
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(runner, timeout=0.5)
-            except TimeoutError:
-                pass
             await self.close()
 
     async def _run_until(self, stop: threading.Event) -> None:

@@ -60,8 +60,11 @@ class TickValidator:
         stale_after_s: float,
         max_backwards_s: float,
         max_future_s: float,
+        wall_clock: bool = True,
     ) -> None:
+        """``wall_clock=False`` skips the stale/future checks, for replays of recorded ticks."""
         self._state = {s: _SymbolState() for s in symbols}
+        self._wall_clock = wall_clock
         self._stale_ns = int(stale_after_s * _NS)
         self._back_ns = int(max_backwards_s * _NS)
         self._future_ns = int(max_future_s * _NS)
@@ -123,10 +126,11 @@ class TickValidator:
         return None
 
     def _timing(self, st: _SymbolState, kind: type, ts: int, end_ts: int, now_ns: int) -> DropReason | None:
-        if ts - now_ns > self._future_ns:
-            return DropReason.FUTURE
-        if now_ns - end_ts > self._stale_ns:
-            return DropReason.STALE
+        if self._wall_clock:
+            if ts - now_ns > self._future_ns:
+                return DropReason.FUTURE
+            if now_ns - end_ts > self._stale_ns:
+                return DropReason.STALE
         newest = st.newest_ts.get(kind)
         if newest is not None and newest - ts > self._back_ns:
             return DropReason.OUT_OF_ORDER

@@ -347,6 +347,7 @@ class RiskEngine:
             "kill_switch": self.kill_switch,
             "circuit_breaker": self.circuit_breaker,
             "positions": self.book.snapshot(),
+            "marks": {s: float(p) for s, p in sorted(self.book.marks.items())},
             "pnl": {
                 "realized": float(cents(realized)),
                 "realized_today": float(cents(self.book.realized_today())),

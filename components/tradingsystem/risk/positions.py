@@ -2,9 +2,10 @@
 
 Prices and quantities arrive as floats on the wire; they are converted through their shortest
 repr (``Decimal(str(x))``), so ``190.1`` is exactly ``190.1`` and sums of fills match a ledger
-kept by the broker (or the simulator) to the cent, with no float drift over a day.
+kept by the broker (or the simulator) to the cent, with no float drift over a day. The average price is a 28-digit decimal (the
+default context), so a repeating average such as 100/3 carries a rounding below 1e-20 dollars.
 
-Average cost (kept as a cost basis, the average is derived): buying into a long (or selling into a short) moves the average price; reducing
+Average cost: buying into a long (or selling into a short) moves the average price; reducing
 realizes ``(fill - avg) * qty`` for longs (``(avg - fill) * qty`` for shorts) and keeps the
 average; a fill that goes through zero closes the old side and opens the rest at the fill price.
 
@@ -21,9 +22,6 @@ from decimal import Decimal
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
-# Cost released by a partial close is rounded to this: everything else is sums and products of
-# wire values, so every amount stays a short exact decimal and totals never drift.
-COST_QUANTUM = Decimal("0.000001")
 
 
 def dec(x: float) -> Decimal:
@@ -37,38 +35,36 @@ def cents(x: Decimal) -> Decimal:
 
 @dataclass(slots=True)
 class Position:
-    """Signed quantity and its cost basis. Keeping the cost (not the average price, which can
-    be a repeating decimal) makes realized + unrealized equal cash flows + holdings exactly."""
-
     qty: Decimal = ZERO  # signed: > 0 long, < 0 short
-    cost: Decimal = ZERO  # signed cost of the open quantity (qty x average price)
+    avg_price: Decimal = ZERO  # average entry price of the open quantity
     realized: Decimal = ZERO  # since the book was created
 
-    @property
-    def avg_price(self) -> Decimal:
-        return self.cost / self.qty if self.qty else ZERO
-
     def apply_fill(self, signed_qty: Decimal, price: Decimal) -> Decimal:
-        """Apply a fill (buy > 0, sell < 0); return the P&L it realized."""
+        """Apply a fill (buy > 0, sell < 0); return the P&L it realized.
+
+        The same arithmetic as the simulator's ledger (``sim/ledger.py``), step for step, so
+        the two agree to the last digit rather than only to the cent.
+        """
         old = self.qty
+        new = old + signed_qty
+        pnl = ZERO
         if old == 0 or (old > 0) == (signed_qty > 0):  # opening or adding
-            self.qty = old + signed_qty
-            self.cost += price * signed_qty
-            return ZERO
-        closed = min(abs(signed_qty), abs(old)).copy_sign(-signed_qty)  # signed like ``old``
-        released = self.cost if closed == old else (self.cost * closed / old).quantize(COST_QUANTUM)
-        pnl = price * closed - released
-        self.realized += pnl
-        self.cost -= released
-        self.qty = old + signed_qty
-        if abs(signed_qty) > abs(old):  # flipped through zero: the remainder opens at the fill price
-            self.cost = price * self.qty
+            self.avg_price = (abs(old) * self.avg_price + abs(signed_qty) * price) / abs(new)
+        else:
+            closed = min(abs(old), abs(signed_qty))
+            pnl = (price - self.avg_price) * closed * (1 if old > 0 else -1)
+            self.realized += pnl
+            if new == 0:
+                self.avg_price = ZERO
+            elif (new > 0) != (old > 0):  # flipped through zero: the remainder opens at the fill price
+                self.avg_price = price
+        self.qty = new
         return pnl
 
     def unrealized(self, mark: Decimal | None) -> Decimal:
         if mark is None or self.qty == 0:
             return ZERO
-        return mark * self.qty - self.cost
+        return (mark - self.avg_price) * self.qty
 
 
 class PositionBook:
@@ -93,7 +89,7 @@ class PositionBook:
 
     def seed(self, symbol: str, qty: Decimal, avg_price: Decimal) -> None:
         """Take a position over from the broker (start-up reconciliation)."""
-        self.positions[symbol] = Position(qty=qty, cost=qty * avg_price)
+        self.positions[symbol] = Position(qty=qty, avg_price=avg_price if qty else ZERO)
         self._take_baseline(symbol)
 
     def apply_fill(self, symbol: str, signed_qty: Decimal, price: Decimal) -> Decimal:

@@ -16,9 +16,6 @@ from tradingsystem.common.config import Mode, Settings
 
 log = logging.getLogger(__name__)
 
-# The simulator accepts any key; these are what `tradingsystem run` uses in sim mode.
-SIM_KEY, SIM_SECRET = "SIMKEY", "SIMSECRET"
-
 
 @dataclass(frozen=True, slots=True)
 class BrokerPosition:

@@ -35,6 +35,12 @@ class SignalEngine:
     def knows(self, symbol: str) -> bool:
         return symbol in self._state
 
+    def warm(self, symbol: str, price: float, high: float, low: float) -> None:
+        """Advance indicators and strategy state with history; whatever it would signal is discarded."""
+        st = self._state[symbol]
+        st.features.update(price, high, low)
+        st.strategy.update(price, high, low)
+
     def on_tick(self, tick: wire.Trade | wire.Quote | wire.Bar) -> wire.Signal | None:
         if isinstance(tick, wire.Trade):
             price = high = low = tick.price

@@ -28,6 +28,7 @@ from tradingsystem.common.runtime import Health, HttpEndpoint, install_signal_ha
 from tradingsystem.signals.engine import SignalEngine, available_features
 from tradingsystem.signals.model import LinearModel, ModelError
 from tradingsystem.signals.strategies import StrategyConfigError, StrategyFactory
+from tradingsystem.signals.warmup import warm
 
 SERVICE = "signal-bridge"
 _SOURCE_PREFIX = {"trades": wire.TOPIC_TRADE, "quotes": wire.TOPIC_QUOTE, "bars": wire.TOPIC_BAR}
@@ -71,6 +72,8 @@ class SignalService:
         if stop is not None:
             self._stop = stop
         s = self.settings
+        if s.signals.warmup_bars:
+            warm(self.engine, s)
         curve = s.bus.curve
         sub = Subscriber(
             s.bus.market_data,
@@ -148,7 +151,7 @@ def run(settings: Settings) -> int:
     install_signal_handlers(stop)
     health = Health(SERVICE)
     service = SignalService(settings, health)  # config errors surface here, before binding
-    http = HttpEndpoint("0.0.0.0", settings.signals.http_port, health).start()
+    http = HttpEndpoint(settings.bus.bind_host, settings.signals.http_port, health).start()
     log.info(
         "signal-bridge starting",
         extra={

@@ -312,15 +312,21 @@ class Ledger:
         limit, stop = _decimal(body, "limit_price"), _decimal(body, "stop_price")
         needs_limit, needs_stop = type_ in ("limit", "stop_limit"), type_ in ("stop", "stop_limit")
         if needs_limit != (limit is not None):
-            raise SimError(422, CODE_INVALID, f"limit_price is {'required' if needs_limit else 'not allowed'}")
+            raise SimError(
+                422, CODE_INVALID, f"limit_price is {'required' if needs_limit else 'not allowed'}"
+            )
         if needs_stop != (stop is not None):
             raise SimError(422, CODE_INVALID, f"stop_price is {'required' if needs_stop else 'not allowed'}")
         for price in (limit, stop):
             if price is not None and price != price.quantize(CENT):
-                raise SimError(422, CODE_INVALID, "sub-penny increment does not fulfill minimum pricing criteria")
+                raise SimError(
+                    422, CODE_INVALID, "sub-penny increment does not fulfill minimum pricing criteria"
+                )
         cid = str(body.get("client_order_id") or uuid.uuid4())
         if len(cid) > MAX_CID_LEN:
-            raise SimError(422, CODE_INVALID, f"client_order_id must be no more than {MAX_CID_LEN} characters")
+            raise SimError(
+                422, CODE_INVALID, f"client_order_id must be no more than {MAX_CID_LEN} characters"
+            )
         if cid in self.by_cid:
             raise SimError(422, CODE_INVALID, "client_order_id must be unique")
         if side == "buy":
@@ -410,7 +416,9 @@ class Ledger:
         price = touch
         if order.limit_price is None and self.slippage_bps:
             slip = touch * self.slippage_bps / 10_000
-            price = (touch + slip).quantize(CENT, ROUND_UP) if buy else (touch - slip).quantize(CENT, ROUND_DOWN)
+            price = (
+                (touch + slip).quantize(CENT, ROUND_UP) if buy else (touch - slip).quantize(CENT, ROUND_DOWN)
+            )
         shown = Decimal(quote.ask_size if buy else quote.bid_size)
         qty = min(order.remaining, shown) if self.partial_fills else order.remaining
         if order.time_in_force == "fok" and qty < order.remaining:
@@ -430,7 +438,9 @@ class Ledger:
         order.status = "filled" if done else "partially_filled"
         if done:
             order.filled_ns = now
-        fill = Fill(str(uuid.uuid4()), order.id, order.client_order_id, order.symbol, order.side, qty, price, now)
+        fill = Fill(
+            str(uuid.uuid4()), order.id, order.client_order_id, order.symbol, order.side, qty, price, now
+        )
         self.fills.append(fill)
         self._emit(
             TradeEvent(
@@ -469,4 +479,3 @@ class Ledger:
             "orders": [o.to_json() for o in self.orders.values()],
             "fills": [f.to_json() for f in self.fills],
         }
-

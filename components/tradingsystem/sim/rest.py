@@ -80,8 +80,14 @@ async def _body(request: web.Request) -> dict[str, Any]:
 async def get_account(request: web.Request) -> web.Response:
     sim = request.app[SIM]
     ledger = sim.ledger
-    long_mv = sum((p.qty * (ledger.mark(p.symbol) or p.avg_entry_price) for p in ledger.open_positions() if p.qty > 0), Decimal(0))
-    short_mv = sum((p.qty * (ledger.mark(p.symbol) or p.avg_entry_price) for p in ledger.open_positions() if p.qty < 0), Decimal(0))
+    long_mv = sum(
+        (p.qty * (ledger.mark(p.symbol) or p.avg_entry_price) for p in ledger.open_positions() if p.qty > 0),
+        Decimal(0),
+    )
+    short_mv = sum(
+        (p.qty * (ledger.mark(p.symbol) or p.avg_entry_price) for p in ledger.open_positions() if p.qty < 0),
+        Decimal(0),
+    )
     cash = num(ledger.cash.quantize(Decimal("0.01")))
     buying_power = num(max(ledger.cash, Decimal(0)).quantize(Decimal("0.01")))
     equity = num(ledger.equity().quantize(Decimal("0.01")))

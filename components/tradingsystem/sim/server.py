@@ -69,7 +69,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_STEPS_PER_WAKE = 200
-MIN_SLEEP_S = 0.002
 HISTORY_BARS = 2_000  # per symbol and timeframe; enough to warm any indicator
 OUT_OF_ORDER_NS = 5_000_000_000
 
@@ -141,7 +140,7 @@ class Simulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server  # noqa: SLF001 - the only way to learn the port chosen for port 0
+        server = site._server  # the only way to learn the port chosen for port 0
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         self._ticker = asyncio.create_task(self._tick_loop(), name="sim-ticks")
@@ -223,7 +222,8 @@ class Simulator:
                 if due > MAX_STEPS_PER_WAKE:
                     # Behind schedule: drop the backlog rather than bursting forever.
                     t0, done = loop.time(), 0
-            await asyncio.sleep(max(MIN_SLEEP_S, (done + 1) / self.tick_rate - (loop.time() - t0)))
+            # Sleep until the next step is due; when behind, just yield so writers can send.
+            await asyncio.sleep(max(0.0, (done + 1) / self.tick_rate - (loop.time() - t0)))
 
     def _apply(self, batch: list[Tick]) -> None:
         """Feed the true (unfaulted) ticks to the broker: it fills at the real quote."""

@@ -29,7 +29,8 @@ from tradingsystem.sim.prices import Tick
 log = logging.getLogger(__name__)
 
 AUTH_TIMEOUT_S = 10.0
-QUEUE_FRAMES = 256  # frames (batches) buffered per client before it counts as slow
+QUEUE_FRAMES = 256  # frames (batches) buffered per data client before it counts as slow
+TRADING_QUEUE_FRAMES = 10_000  # trade updates are few but must not be lost
 CHANNELS = {"t": "trades", "q": "quotes", "b": "bars"}
 SUBSCRIBABLE = ("trades", "quotes", "bars", "updatedBars", "dailyBars", "statuses", "lulds")
 
@@ -81,14 +82,72 @@ def _encode(msgs: list[dict[str, Any]], msgpack_mode: bool) -> bytes | str:
     return msgpack.packb(msgs) if msgpack_mode else json.dumps(msgs)
 
 
+class Outbox:
+    """One connection's bounded, ordered send queue, drained by its own writer task.
+
+    Producers never block: ``put`` returns False when the client is too far behind.
+    """
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request, size: int) -> None:
+        self.ws = ws
+        self.request = request  # kept to drop the TCP connection (fault injection)
+        self.queue: asyncio.Queue[bytes | str | None] = asyncio.Queue(size)
+        self.task = asyncio.create_task(self._drain())
+
+    def put(self, frame: bytes | str) -> bool:
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    async def _drain(self) -> None:
+        ws = self.ws
+        while (frame := await self.queue.get()) is not None and not ws.closed:
+            if isinstance(frame, bytes):
+                await ws.send_bytes(frame)
+            else:
+                await ws.send_str(frame)
+
+    def replace_with_last(self, frame: bytes | str) -> None:
+        """Discard what is queued, send ``frame``, then close (the slow-client path)."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(frame)
+        self.queue.put_nowait(None)
+
+    async def close(self) -> None:
+        """Flush what is queued, then close the websocket."""
+        if not self.put_end():
+            self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await self.task
+        await self.ws.close()
+
+    def put_end(self) -> bool:
+        try:
+            self.queue.put_nowait(None)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    async def disconnect(self, clean: bool) -> None:
+        """Close cleanly (close frame 1000) or drop the TCP connection without a close frame."""
+        if clean:
+            await self.ws.close(code=1000, message=b"simulator closed the stream")
+        elif self.request.transport is not None:
+            self.request.transport.abort()
+
+
 @dataclass(eq=False)
 class DataClient:
-    ws: web.WebSocketResponse
-    request: web.Request  # kept to drop the TCP connection (fault injection)
+    out: Outbox
     msgpack_mode: bool
     subs: dict[str, set[str]] = field(default_factory=lambda: {c: set() for c in SUBSCRIBABLE})
-    queue: asyncio.Queue[bytes | str | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_FRAMES))
     authenticated: bool = False
+
+    def send(self, msgs: list[dict[str, Any]]) -> bool:
+        return self.out.put(_encode(msgs, self.msgpack_mode))
 
     def wants(self, channel: str, symbol: str) -> bool:
         s = self.subs[channel]
@@ -109,24 +168,19 @@ class DataStreamHub:
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
-        client = DataClient(ws, request, "msgpack" in request.headers.get("Content-Type", ""))
-        writer = asyncio.create_task(self._writer(client))
+        client = DataClient(
+            Outbox(ws, request, QUEUE_FRAMES), "msgpack" in request.headers.get("Content-Type", "")
+        )
         try:
-            await self._send_now(client, [{"T": "success", "msg": "connected"}])
+            client.send([{"T": "success", "msg": "connected"}])
             await self._serve(client)
         finally:
             self.clients.discard(client)
-            if client.queue.full():
-                writer.cancel()
-            else:
-                client.queue.put_nowait(None)
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                await writer
-            await ws.close()
+            await client.out.close()
         return ws
 
     async def _serve(self, client: DataClient) -> None:
-        ws = client.ws
+        ws = client.out.ws
         loop = asyncio.get_running_loop()
         deadline = loop.time() + AUTH_TIMEOUT_S
         while not ws.closed:
@@ -134,35 +188,35 @@ class DataStreamHub:
             try:
                 msg = await ws.receive(timeout=timeout)
             except TimeoutError:
-                await self._send_now(client, [_error(404, "auth timeout")])
+                client.send([_error(404, "auth timeout")])
                 return
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 return
             try:
                 req = msgpack.unpackb(msg.data) if msg.type == WSMsgType.BINARY else json.loads(msg.data)
             except ValueError:
-                await self._send_now(client, [_error(400, "invalid syntax")])
+                client.send([_error(400, "invalid syntax")])
                 continue
-            if not await self._action(client, req):
+            if not self._action(client, req):
                 return
 
-    async def _action(self, client: DataClient, req: Any) -> bool:
+    def _action(self, client: DataClient, req: Any) -> bool:
         """Handle one control message; False closes the connection."""
         action = req.get("action") if isinstance(req, dict) else None
         if action == "auth":
             if client.authenticated:
-                await self._send_now(client, [_error(403, "already authenticated")])
+                client.send([_error(403, "already authenticated")])
                 return True
             if not self.credentials.check(req.get("key"), req.get("secret")):
-                await self._send_now(client, [_error(402, "auth failed")])
+                client.send([_error(402, "auth failed")])
                 return False
             client.authenticated = True
-            await self._send_now(client, [{"T": "success", "msg": "authenticated"}])
+            client.send([{"T": "success", "msg": "authenticated"}])
             self.clients.add(client)
             return True
         if action in ("subscribe", "unsubscribe"):
             if not client.authenticated:
-                await self._send_now(client, [_error(401, "not authenticated")])
+                client.send([_error(401, "not authenticated")])
                 return True
             for channel in SUBSCRIBABLE:
                 symbols = req.get(channel) or []
@@ -170,26 +224,10 @@ class DataStreamHub:
                     client.subs[channel].update(symbols)
                 else:
                     client.subs[channel].difference_update(symbols)
-            await self._send_now(client, [client.ack()])
+            client.send([client.ack()])
             return True
-        await self._send_now(client, [_error(400, "invalid syntax")])
+        client.send([_error(400, "invalid syntax")])
         return True
-
-    async def _send_now(self, client: DataClient, msgs: list[dict[str, Any]]) -> None:
-        """Control replies go through the same queue so they stay ordered with data."""
-        with contextlib.suppress(asyncio.QueueFull):
-            client.queue.put_nowait(_encode(msgs, client.msgpack_mode))
-
-    async def _writer(self, client: DataClient) -> None:
-        ws = client.ws
-        while True:
-            frame = await client.queue.get()
-            if frame is None or ws.closed:
-                return
-            if isinstance(frame, bytes):
-                await ws.send_bytes(frame)
-            else:
-                await ws.send_str(frame)
 
     def publish(self, ticks: list[Tick]) -> None:
         """Queue one frame per client with the ticks it subscribed to (never blocks)."""
@@ -207,36 +245,23 @@ class DataStreamHub:
             ]
             if not msgs:
                 continue
-            try:
-                client.queue.put_nowait(_encode(msgs, mode))
+            if client.send(msgs):
                 self.messages_sent += len(msgs)
-            except asyncio.QueueFull:
-                self._slow(client)
-
-    def _slow(self, client: DataClient) -> None:
-        self.clients.discard(client)
-        while not client.queue.empty():
-            client.queue.get_nowait()
-        client.queue.put_nowait(_encode([_error(407, "slow client")], client.msgpack_mode))
-        client.queue.put_nowait(None)
-        log.warning("data stream client too slow: closing it")
+            else:
+                self.clients.discard(client)
+                client.out.replace_with_last(_encode([_error(407, "slow client")], mode))
+                log.warning("data stream client too slow: closing it")
 
     async def disconnect(self, clean: bool) -> int:
         """Close every client: cleanly (close frame 1000) or by dropping the TCP connection."""
-        return await _disconnect([(c.ws, c.request) for c in self.clients], clean)
+        clients, self.clients = self.clients, set()  # gone from now on, even before the close completes
+        for c in clients:
+            await c.out.disconnect(clean)
+        return len(clients)
 
 
 def _error(code: int, msg: str) -> dict[str, Any]:
     return {"T": "error", "code": code, "msg": msg}
-
-
-async def _disconnect(sockets: list[tuple[web.WebSocketResponse, web.Request]], clean: bool) -> int:
-    for ws, request in sockets:
-        if clean:
-            await ws.close(code=1000, message=b"simulator closed the stream")
-        elif request.transport is not None:
-            request.transport.abort()
-    return len(sockets)
 
 
 class TradingStreamHub:
@@ -244,12 +269,12 @@ class TradingStreamHub:
 
     def __init__(self, credentials: Credentials) -> None:
         self.credentials = credentials
-        self.listeners: dict[web.WebSocketResponse, web.Request] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.listeners: dict[web.WebSocketResponse, Outbox] = {}
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
+        out = Outbox(ws, request, TRADING_QUEUE_FRAMES)
         authorized = False
         try:
             async for msg in ws:
@@ -258,52 +283,55 @@ class TradingStreamHub:
                 try:
                     req = json.loads(msg.data)
                 except ValueError:
-                    await _send_json(ws, {"stream": "error", "data": {"error_message": "invalid syntax"}})
+                    out.put(_json({"stream": "error", "data": {"error_message": "invalid syntax"}}))
                     continue
                 action, data = req.get("action"), req.get("data") or {}
                 if action in ("authenticate", "auth"):
                     authorized = self.credentials.check(data.get("key_id"), data.get("secret_key"))
                     status = "authorized" if authorized else "unauthorized"
-                    await _send_json(
-                        ws, {"stream": "authorization", "data": {"status": status, "action": "authenticate"}}
+                    out.put(
+                        _json(
+                            {"stream": "authorization", "data": {"status": status, "action": "authenticate"}}
+                        )
                     )
                     if not authorized:
                         break
                 elif action == "listen" and authorized:
                     streams = [s for s in data.get("streams", []) if s == "trade_updates"]
                     if streams:
-                        self.listeners[ws] = request
+                        self.listeners[ws] = out
                     else:
                         self.listeners.pop(ws, None)
-                    await _send_json(ws, {"stream": "listening", "data": {"streams": streams}})
+                    out.put(_json({"stream": "listening", "data": {"streams": streams}}))
                 else:
-                    await _send_json(
-                        ws, {"stream": "authorization", "data": {"status": "unauthorized", "action": action}}
+                    out.put(
+                        _json(
+                            {"stream": "authorization", "data": {"status": "unauthorized", "action": action}}
+                        )
                     )
         finally:
             self.listeners.pop(ws, None)
-            await ws.close()
+            await out.close()
         return ws
 
     def publish(self, event: TradeEvent) -> None:
-        """Called synchronously by the ledger; the sends run as tasks in event order per socket."""
+        """Called synchronously by the ledger; each socket's outbox keeps events in order."""
         if not self.listeners:
             return
-        frame = json.dumps({"stream": "trade_updates", "data": event.to_json()}).encode()
-        for ws in list(self.listeners):
-            task = asyncio.get_running_loop().create_task(_send_frame(ws, frame))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        frame = _json({"stream": "trade_updates", "data": event.to_json()})
+        for ws, out in list(self.listeners.items()):
+            if not out.put(frame):
+                self.listeners.pop(ws, None)
+                out.replace_with_last(_json({"stream": "error", "data": {"error_message": "slow client"}}))
+                log.warning("trade_updates client too slow: closing it")
 
     async def disconnect(self, clean: bool) -> int:
-        return await _disconnect(list(self.listeners.items()), clean)
+        listeners, self.listeners = self.listeners, {}
+        for out in listeners.values():
+            await out.disconnect(clean)
+        return len(listeners)
 
 
-async def _send_json(ws: web.WebSocketResponse, obj: dict[str, Any]) -> None:
-    await ws.send_bytes(json.dumps(obj).encode())
-
-
-async def _send_frame(ws: web.WebSocketResponse, frame: bytes) -> None:
-    with contextlib.suppress(ConnectionError, RuntimeError):
-        if not ws.closed:
-            await ws.send_bytes(frame)
+def _json(obj: dict[str, Any]) -> bytes:
+    """Alpaca paper sends trade_updates as binary frames holding JSON."""
+    return json.dumps(obj).encode()

@@ -1,0 +1,230 @@
+"""The risk-manager service in-process over real ZeroMQ sockets and its HTTP endpoint, on free ports."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import zmq
+from prometheus_client import REGISTRY
+from risk_builders import quote
+
+from tradingsystem.common.bus import Publisher, Subscriber
+from tradingsystem.common.config import Settings
+from tradingsystem.common.wire import (
+    Action,
+    ExecutionReport,
+    Heartbeat,
+    Msg,
+    OrderIntent,
+    OrderStatus,
+    Rejection,
+    RejectReason,
+    RiskState,
+    RiskStatus,
+    Side,
+    Signal,
+)
+from tradingsystem.risk.reconcile import BrokerPosition, fetch_with_retry, parse_position
+from tradingsystem.risk.service import RiskService
+
+DEADLINE_S = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bound(pub: Publisher) -> str:
+    return pub.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+
+
+def http(port: int, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        method="POST" if body is not None else "GET",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def wait_for(check: Callable[[], Any], what: str, every: Callable[[], None] = lambda: None) -> Any:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        every()
+        result = check()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@dataclass
+class Harness:
+    service: RiskService
+    market: Publisher
+    signals: Publisher
+    execution: Publisher
+    out: Subscriber
+    port: int
+
+    def next_decision(self, kind: type[Msg]) -> Any:
+        """The next message of ``kind`` from the risk manager (heartbeats skipped)."""
+        deadline = time.monotonic() + DEADLINE_S
+        while time.monotonic() < deadline:
+            if self.out.sock.poll(100):
+                msg = self.out.recv().msg
+                if isinstance(msg, kind):
+                    return msg
+                assert isinstance(msg, Heartbeat | RiskStatus | OrderIntent | Rejection), msg
+        raise AssertionError(f"no {kind.__name__} received")
+
+    def state(self) -> dict[str, Any]:
+        return http(self.port, "/state")[1]
+
+
+def start(positions: Callable[[], list[BrokerPosition]] | None = None, **risk: Any) -> Iterator[Harness]:
+    market = Publisher("tcp://127.0.0.1:*", service="market-data")
+    signals = Publisher("tcp://127.0.0.1:*", service="signal-bridge")
+    execution = Publisher("tcp://127.0.0.1:*", service="execution-engine")
+    settings = Settings(
+        symbols=["AAPL", "MSFT"],
+        bus={
+            "market_data": bound(market),
+            "signals": bound(signals),
+            "execution": bound(execution),
+            "risk": f"tcp://127.0.0.1:{free_port()}",
+            "heartbeat_interval_s": 0.05,
+        },
+        risk={"sizing": "fixed", "order_qty": 10, "reconcile_on_start": positions is not None, **risk},
+    )
+    out = Subscriber(settings.bus.risk)
+    service = RiskService(settings, positions=positions, http_port=0)
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), name="risk-under-test")
+    thread.start()
+    h = Harness(service, market, signals, execution, out, service.http.port)
+    try:
+        wait_for(lambda: service.health.ready, "readiness")
+        h.next_decision(Heartbeat)  # our subscription is live
+        # Re-send the quote until it arrives: the service's SUB may still be joining.
+        wait_for(
+            lambda: "AAPL" in h.state()["marks"],
+            "the quote to reach the risk manager",
+            every=lambda: market.publish(quote("AAPL", 100.0)),
+        )
+        yield h
+    finally:
+        stop.set()
+        thread.join(DEADLINE_S)
+        assert not thread.is_alive()
+        for sock in (out, market, signals, execution):
+            sock.close()
+
+
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    yield from start()
+
+
+def sig(price: float, action: Action = Action.BUY, ts: int = 1) -> Signal:
+    return Signal(symbol="AAPL", action=action, strength=1.0, price=price, strategy="t", origin_ts=ts)
+
+
+def test_orders_rejections_fills_and_halt_over_the_bus(harness: Harness) -> None:
+    h = harness
+    assert http(h.port, "/readyz")[0] == 200
+    h.signals.publish(sig(100.0, ts=1))
+    order = h.next_decision(OrderIntent)
+    assert (order.symbol, order.side, order.qty) == ("AAPL", Side.BUY, 10.0)
+
+    h.signals.publish(sig(150.0, ts=2))  # 50 % away from the market: fat finger
+    assert h.next_decision(Rejection).reason is RejectReason.PRICE_BAND
+
+    h.execution.publish(
+        ExecutionReport(
+            client_order_id=order.client_order_id,
+            symbol="AAPL",
+            side=Side.BUY,
+            status=OrderStatus.FILLED,
+            qty=10,
+            filled_qty=10,
+            last_fill_qty=10,
+            last_fill_price=99.5,
+        )
+    )
+    pos = wait_for(
+        lambda: h.state()["positions"]["AAPL"]["qty"] == 10 and h.state()["positions"]["AAPL"], "the fill"
+    )
+    assert pos["avg_price"] == 99.5 and pos["unrealized"] == 5.0
+
+    status, body = http(h.port, "/control", {"action": "halt", "reason": "test"})
+    assert (status, body["state"]) == (200, "HALTED")
+    assert h.next_decision(RiskStatus).state is RiskState.HALTED
+    h.signals.publish(sig(100.0, ts=3))
+    assert h.next_decision(Rejection).reason is RejectReason.HALTED
+    assert h.state()["kill_switch"] is True
+
+    assert http(h.port, "/control", {"action": "resume"})[1]["state"] == "ACTIVE"
+    assert http(h.port, "/control", {"action": "explode"})[0] == 400
+
+
+def test_malformed_messages_are_counted_and_skipped(harness: Harness) -> None:
+    def dropped() -> float:
+        return (
+            REGISTRY.get_sample_value(
+                "tradingsystem_messages_dropped_total", {"service": "risk-manager", "reason": "malformed"}
+            )
+            or 0.0
+        )
+
+    before = dropped()
+    harness.signals.sock.send_multipart([b"signal.AAPL", b"\x93garbage"])
+    wait_for(lambda: dropped() > before, "the malformed message to be counted")
+    harness.signals.publish(sig(100.0, ts=4))  # the loop goes on
+    assert isinstance(harness.next_decision(OrderIntent), OrderIntent)
+
+
+def test_positions_seeded_from_the_broker_at_start() -> None:
+    gen = start(positions=lambda: [BrokerPosition("AAPL", -5.0, 101.0)])
+    h = next(gen)
+    try:
+        assert h.state()["positions"]["AAPL"]["qty"] == -5
+        h.signals.publish(sig(100.0, Action.FLAT, ts=5))  # closing the seeded short is reducing
+        order = h.next_decision(OrderIntent)
+        assert (order.side, order.qty, order.reducing) == (Side.BUY, 5.0, True)
+    finally:
+        gen.close()
+
+
+def test_broker_rows_and_retry() -> None:
+    assert parse_position({"symbol": "MSFT", "qty": "7", "side": "short", "avg_entry_price": "410.5"}) == (
+        BrokerPosition("MSFT", -7.0, 410.5)
+    )
+    calls: list[int] = []
+
+    def flaky() -> list[BrokerPosition]:
+        calls.append(1)
+        if len(calls) < 2:
+            raise ConnectionError("refused")
+        return []
+
+    assert fetch_with_retry(flaky, threading.Event(), attempts=3, first_delay_s=0.01) == []
+
+    def down() -> list[BrokerPosition]:
+        raise ConnectionError("refused")
+
+    assert fetch_with_retry(down, threading.Event(), attempts=2, first_delay_s=0.01) is None
