@@ -14,6 +14,7 @@ service built on the SDK can take).
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing as mp
 import threading
 import time
@@ -65,6 +66,19 @@ def _sdk_client(url: str, seconds: float) -> tuple[int, str]:
 
     count = 0
 
+    class SlowClientDrops(logging.Handler):
+        """The SDK only logs a 407 and reconnects; count those to report the drop."""
+
+        n = 0
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.n += "slow client" in record.getMessage()
+
+    drops = SlowClientDrops()
+    sdk_log = logging.getLogger("alpaca")
+    sdk_log.addHandler(drops)
+    sdk_log.propagate = False
+
     async def handler(_: Any) -> None:
         nonlocal count
         count += 1
@@ -82,7 +96,7 @@ def _sdk_client(url: str, seconds: float) -> tuple[int, str]:
     got = count - start
     stream.stop()
     thread.join(timeout=5)
-    return got, "ok"
+    return got, f"dropped (407) x{drops.n}, reconnected" if drops.n else "ok"
 
 
 def _child(kind: str, url: str, seconds: float, out: Any) -> None:
@@ -114,6 +128,7 @@ def _measure(kind: str, steps_per_s: float, seconds: float) -> tuple[float, floa
 def main(quick: bool = False) -> None:
     seconds = 2.0 if quick else 5.0
     rates = (250, 2_500, 10_000) if quick else (250, 2_500, 10_000, 25_000, 100_000)
+    logging.getLogger("tradingsystem.sim").setLevel(logging.ERROR)  # the expected slow-client warnings
     rows = []
     for kind in ("raw", "sdk"):
         for r in rates:

@@ -316,7 +316,8 @@ class ControlPlane:
             self.certs = generate_certs(self.dir / "pki")
             self._ssl = ssl.create_default_context(cafile=str(self.certs.ca_cert))
             self._ssl.load_cert_chain(str(self.certs.admin_cert), str(self.certs.admin_key))
-            for attempt in range(1, attempts + 1):
+            attempt = 1
+            while True:
                 try:
                     self._start_processes(binaries)
                     return self
@@ -324,10 +325,10 @@ class ControlPlane:
                     self._stop_processes()
                     if attempt == attempts:
                         raise
+                    attempt += 1
         except BaseException:
             self.stop()
             raise
-        raise AssertionError("unreachable")
 
     def stop(self) -> None:
         """Stop every process (controller-manager, apiserver, etcd) and remove the data dir. Idempotent."""
@@ -361,7 +362,10 @@ class ControlPlane:
             return resp.status, raw
 
     def apply(self, obj: dict[str, Any], *, force: bool = True) -> dict[str, Any]:
-        """Server-side apply of one cluster-scoped object (CRDs are the use case here)."""
+        """Server-side apply of one cluster-scoped object whose plural is ``<kind>s`` (CRDs, Namespaces).
+
+        For anything else use a real client; this exists so CRDs can be installed without one.
+        """
         api_version, kind, name = obj["apiVersion"], obj["kind"], obj["metadata"]["name"]
         base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
         path = f"{base}/{kind.lower()}s/{name}?fieldManager={FIELD_MANAGER}&force={str(force).lower()}"
@@ -396,7 +400,8 @@ class ControlPlane:
 
         def established() -> bool:
             status, crd = self.request("GET", path)
-            conditions = crd.get("status", {}).get("conditions", []) if status == 200 else []
+            # Right after creation the status may be absent or hold "conditions": null.
+            conditions = ((crd.get("status") or {}).get("conditions") or []) if status == 200 else []
             return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
         self._wait(f"CRD {name} Established", established, timeout)

@@ -28,6 +28,12 @@ def project_version() -> str:
     return str(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"])
 
 
+def operator_rules(path: Path = CHART / "files" / "rbac.yaml") -> list[dict[str, Any]]:
+    """The rules of the ClusterRole in the operator's rbac.yaml (or the chart's copy of it)."""
+    [role] = [d for d in yaml.safe_load_all(path.read_text()) if d and d["kind"] == "ClusterRole"]
+    return list(role["rules"])
+
+
 # --- Dockerfile -------------------------------------------------------------------------------
 
 

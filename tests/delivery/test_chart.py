@@ -11,7 +11,7 @@ import yaml
 
 from tradingsystem.common.config import LIVE_CONFIRMATION
 
-from .conftest import CHART, EXAMPLES, REPO, Helm, project_version
+from .conftest import CHART, EXAMPLES, REPO, Helm, operator_rules, project_version
 
 VALUES = Path(__file__).parent / "values"
 GOOD_VALUES = sorted(p for p in VALUES.glob("*.yaml") if not p.name.startswith("bad-"))
@@ -35,11 +35,6 @@ def one(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = by_kind(objs, kind)
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
-
-
-def operator_rules() -> dict[str, list[dict[str, Any]]]:
-    rules = yaml.safe_load(RBAC_SOURCE.read_text())
-    return {"namespaced": rules["namespaced"], "cluster": rules.get("cluster") or []}
 
 
 def container(objs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -94,17 +89,35 @@ def test_helm_lint_strict(helm: Helm, values: Path | None) -> None:
     assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
 
 
-def test_defaults_watch_the_release_namespace_with_a_role(helm: Helm) -> None:
+def test_defaults_bind_the_operators_rules_in_the_release_namespace_only(helm: Helm) -> None:
     objs = helm.template(*KUBE, namespace="desk")
-    role, binding = one(objs, "Role"), one(objs, "RoleBinding")
-    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "desk"
-    assert role["rules"] == operator_rules()["namespaced"]
+    role, binding = one(objs, "ClusterRole"), one(objs, "RoleBinding")
+    assert role["rules"] == operator_rules(RBAC_SOURCE)
+    assert binding["metadata"]["namespace"] == "desk"
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
     sa = one(objs, "ServiceAccount")["metadata"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["name"], "namespace": "desk"}]
-    assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert bool(by_kind(objs, "ClusterRole")) == bool(operator_rules()["cluster"])
+    assert not by_kind(objs, "ClusterRoleBinding") and not by_kind(objs, "Role")
     assert "--namespace=desk" in container(objs)["args"]
     assert "--all-namespaces" not in container(objs)["args"]
+
+
+def test_rules_name_only_namespaced_resources() -> None:
+    # What makes a RoleBinding enough: nothing cluster-scoped is ever needed.
+    cluster_scoped = {
+        "nodes",
+        "namespaces",
+        "clusterroles",
+        "clusterrolebindings",
+        "customresourcedefinitions",
+    }
+    for rule in operator_rules(RBAC_SOURCE):
+        assert not cluster_scoped & set(rule["resources"]), rule
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
 
 
 def test_operator_deployment_is_single_replica_recreate_non_root(helm: Helm) -> None:
@@ -132,19 +145,21 @@ def test_crds_are_installed_from_the_chart(helm: Helm) -> None:
     assert crd == yaml.safe_load((REPO / "crds" / "tradingsystems.yaml").read_text())
 
 
-def test_cluster_wide_uses_one_cluster_role(helm: Helm) -> None:
+def test_cluster_wide_binds_the_same_rules_everywhere(helm: Helm) -> None:
     objs = helm.template(*KUBE, "-f", str(VALUES / "cluster-wide.yaml"))
-    assert not by_kind(objs, "Role") and not by_kind(objs, "RoleBinding")
-    rules = operator_rules()
-    assert one(objs, "ClusterRole")["rules"] == rules["namespaced"] + rules["cluster"]
-    assert one(objs, "ClusterRoleBinding")["subjects"][0]["kind"] == "ServiceAccount"
+    assert not by_kind(objs, "RoleBinding")
+    role, binding = one(objs, "ClusterRole"), one(objs, "ClusterRoleBinding")
+    assert role["rules"] == operator_rules(RBAC_SOURCE)
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["kind"] == "ServiceAccount"
     args = container(objs)["args"]
     assert "--all-namespaces" in args and not any(a.startswith("--namespace") for a in args)
 
 
-def test_each_watched_namespace_gets_a_role(helm: Helm) -> None:
+def test_each_watched_namespace_gets_a_role_binding(helm: Helm) -> None:
     objs = helm.template(*KUBE, "-f", str(VALUES / "multi-namespace.yaml"), namespace="ops")
-    assert sorted(r["metadata"]["namespace"] for r in by_kind(objs, "Role")) == ["trading-a", "trading-b"]
+    bindings = by_kind(objs, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["trading-a", "trading-b"]
     for binding in by_kind(objs, "RoleBinding"):
         assert binding["subjects"][0]["namespace"] == "ops"  # the ServiceAccount lives with the operator
     args = container(objs)["args"]

@@ -31,7 +31,9 @@ def _version() -> dict[str, Any]:
 
 
 def test_committed_crd_equals_generated() -> None:
-    assert CRD_FILE.read_text() == render_yaml(), "run: python -m tradingsystem_operator.crd > crds/tradingsystems.yaml"
+    assert CRD_FILE.read_text() == render_yaml(), (
+        "run: python -m tradingsystem_operator.crd > crds/tradingsystems.yaml"
+    )
 
 
 def test_names_scope_and_group() -> None:

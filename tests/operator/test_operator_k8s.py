@@ -78,7 +78,9 @@ class Cluster:
         return dict(await self.custom.get_namespaced_custom_object(G, V, self.ns, P, name))
 
     async def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
-        await self.custom.patch_namespaced_custom_object(G, V, self.ns, P, name, {"spec": spec}, _content_type=MERGE)
+        await self.custom.patch_namespaced_custom_object(
+            G, V, self.ns, P, name, {"spec": spec}, _content_type=MERGE
+        )
 
     async def status(self, name: str) -> dict[str, Any]:
         return dict((await self.get(name)).get("status") or {})
@@ -102,7 +104,12 @@ class Cluster:
         pods = (await self.core.list_namespaced_pod(self.ns, label_selector=selector)).items
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         ready = {"status": "True", "lastTransitionTime": now}
-        status = {"phase": "Running", "conditions": [{"type": t, **ready} for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]}
+        status = {
+            "phase": "Running",
+            "conditions": [
+                {"type": t, **ready} for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+            ],
+        }
         for pod in pods:
             await self.core.patch_namespaced_pod_status(pod.metadata.name, self.ns, {"status": status})
         return len(pods)
@@ -140,8 +147,14 @@ async def test_create_owns_children_and_starts_in_order_then_halts_and_pauses(
     for listing in (
         deployments,
         (await cluster.core.list_namespaced_service(cluster.ns)).items,
-        (await cluster.core.list_namespaced_config_map(cluster.ns, label_selector="app.kubernetes.io/instance=demo")).items,
-        (await client.NetworkingV1Api(cluster.core.api_client).list_namespaced_network_policy(cluster.ns)).items,
+        (
+            await cluster.core.list_namespaced_config_map(
+                cluster.ns, label_selector="app.kubernetes.io/instance=demo"
+            )
+        ).items,
+        (
+            await client.NetworkingV1Api(cluster.core.api_client).list_namespaced_network_policy(cluster.ns)
+        ).items,
     ):
         assert listing
         for obj in listing:
@@ -195,15 +208,18 @@ async def test_spec_and_secret_changes_roll_pods_without_leaking_the_secret(
     }
 
     await cluster.patch_spec("paper", {"symbols": ["AAPL", "SPY"]})
-    second = await eventually(lambda: _hash_differs(cluster, "paper-market-data", first), "hash after spec change")
+    second = await eventually(
+        lambda: _hash_differs(cluster, "paper-market-data", first), "hash after spec change"
+    )
     assert (await cluster.config("paper"))["symbols"] == ["AAPL", "SPY"]
 
     await cluster.core.patch_namespaced_secret(
         "alpaca", cluster.ns, {"data": {"ALPACA_SECRET_KEY": base64.b64encode(b"rotated").decode()}}
     )
-    # The operator does not watch Secrets (least privilege); the drift timer or any change picks it up.
-    await cluster.patch_spec("paper", {"logLevel": "DEBUG"})
-    third = await eventually(lambda: _hash_differs(cluster, "paper-market-data", second), "hash after secret change")
+    # Secrets are not watched (least privilege): the drift timer picks the rotation up.
+    third = await eventually(
+        lambda: _hash_differs(cluster, "paper-market-data", second), "hash after secret change"
+    )
     assert third != first
 
     everything = [
@@ -231,11 +247,15 @@ async def test_missing_secret_is_reported_and_nothing_is_applied_until_it_exists
         string_data={"ALPACA_API_KEY": "PKID", "ALPACA_SECRET_KEY": SECRET_VALUE},
     )
     await cluster.core.create_namespaced_secret(cluster.ns, secret)
-    await eventually(lambda: cluster.deployment("nokeys-market-data"), "children after the Secret appears", 60)
+    await eventually(
+        lambda: cluster.deployment("nokeys-market-data"), "children after the Secret appears", 60
+    )
     await eventually(lambda: _cond_status(cluster, "nokeys", "Degraded", "False"), "Degraded cleared")
 
 
-async def test_delete_removes_everything_without_a_stuck_finalizer(operator: KopfRunner, cluster: Cluster) -> None:
+async def test_delete_removes_everything_without_a_stuck_finalizer(
+    operator: KopfRunner, cluster: Cluster
+) -> None:
     await cluster.create(ts_body("gone"))
     await eventually(lambda: cluster.deployment("gone-sim"), "children")
     await cluster.custom.delete_namespaced_custom_object(G, V, cluster.ns, P, "gone")
@@ -244,23 +264,31 @@ async def test_delete_removes_everything_without_a_stuck_finalizer(operator: Kop
 
 
 async def test_monitoring_objects_created_when_crds_exist(
-    operator: KopfRunner, cluster: Cluster, prometheus_crds: list[str]
+    operator: KopfRunner, cluster: Cluster, monitoring_crds: list[str]
 ) -> None:
     await cluster.create(ts_body("mon", monitoring={"labels": {"release": "kps"}}))
     custom = cluster.custom
     sm = await eventually(
-        lambda: custom.get_namespaced_custom_object("monitoring.coreos.com", "v1", cluster.ns, "servicemonitors", "mon-metrics"),
+        lambda: custom.get_namespaced_custom_object(
+            "monitoring.coreos.com", "v1", cluster.ns, "servicemonitors", "mon-metrics"
+        ),
         "ServiceMonitor",
     )
     assert sm["metadata"]["labels"]["release"] == "kps"
     rule = await eventually(
-        lambda: custom.get_namespaced_custom_object("monitoring.coreos.com", "v1", cluster.ns, "prometheusrules", "mon-rules"),
+        lambda: custom.get_namespaced_custom_object(
+            "monitoring.coreos.com", "v1", cluster.ns, "prometheusrules", "mon-rules"
+        ),
         "PrometheusRule",
     )
     assert rule["spec"]["groups"]
     await cluster.patch_spec("mon", {"monitoring": {"serviceMonitor": False}})
     await eventually(
-        lambda: _absent(custom.get_namespaced_custom_object("monitoring.coreos.com", "v1", cluster.ns, "servicemonitors", "mon-metrics")),
+        lambda: _absent(
+            custom.get_namespaced_custom_object(
+                "monitoring.coreos.com", "v1", cluster.ns, "servicemonitors", "mon-metrics"
+            )
+        ),
         "ServiceMonitor pruned",
     )
 

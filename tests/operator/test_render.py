@@ -12,7 +12,9 @@ from tradingsystem_operator.models import TradingSystemSpec
 from tradingsystem_operator.render import HASH_ANNOTATION, Inputs, Observed, Owner, render
 
 OWNER = Owner(name="demo", namespace="trading", uid="0b7c2a4e-1111-2222-3333-444455556666")
-ALL_UP = Observed(available=dict.fromkeys(("sim", "market-data", "signal-bridge", "risk-manager", "execution-engine"), 1))
+ALL_UP = Observed(
+    available=dict.fromkeys(("sim", "market-data", "signal-bridge", "risk-manager", "execution-engine"), 1)
+)
 
 
 def make_spec(**overrides: Any) -> TradingSystemSpec:
@@ -52,22 +54,46 @@ def pod_hash(dep: dict[str, Any]) -> str:
 
 
 def test_every_child_is_owned_and_labelled() -> None:
-    out = render(make_inputs(observed=ALL_UP, service_monitor_crd=True, prometheus_rule_crd=True,
-                             rule_groups=({"name": "g", "rules": [{"alert": "A", "expr": "up == 0"}]},)))
+    out = render(
+        make_inputs(
+            observed=ALL_UP,
+            service_monitor_crd=True,
+            prometheus_rule_crd=True,
+            rule_groups=({"name": "g", "rules": [{"alert": "A", "expr": "up == 0"}]},),
+        )
+    )
     kinds = {m["kind"] for m in out.manifests}
-    assert kinds == {"ConfigMap", "Deployment", "Service", "NetworkPolicy", "ServiceMonitor", "PrometheusRule"}
+    assert kinds == {
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PrometheusRule",
+    }
     for m in out.manifests:
         meta = m["metadata"]
         assert meta["namespace"] == "trading"
-        assert COMMON_LABELS <= meta["labels"].keys()
+        assert meta["labels"].keys() >= COMMON_LABELS
         (ref,) = meta["ownerReferences"]
-        assert ref == {"apiVersion": "tradingsystem.dev/v1alpha1", "kind": "TradingSystem", "name": "demo",
-                       "uid": OWNER.uid, "controller": True, "blockOwnerDeletion": True}
+        assert ref == {
+            "apiVersion": "tradingsystem.dev/v1alpha1",
+            "kind": "TradingSystem",
+            "name": "demo",
+            "uid": OWNER.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
 
 
 def test_sim_mode_runs_the_simulator_and_paper_does_not() -> None:
-    assert set(deployments()) == {"demo-sim", "demo-market-data", "demo-signal-bridge", "demo-risk-manager",
-                                  "demo-execution-engine"}
+    assert set(deployments()) == {
+        "demo-sim",
+        "demo-market-data",
+        "demo-signal-bridge",
+        "demo-risk-manager",
+        "demo-execution-engine",
+    }
     paper = make_spec(mode="paper", credentials=CREDS)
     assert "demo-sim" not in deployments(spec=paper)
     sim = deployments()["demo-sim"]["spec"]["template"]["spec"]["containers"][0]
@@ -87,11 +113,17 @@ def test_services_expose_zmq_and_metrics_ports() -> None:
 
 
 def test_config_is_a_valid_settings_document_for_the_cluster() -> None:
-    spec = make_spec(mode="live", liveAcknowledgement=LIVE_CONFIRMATION, credentials=CREDS,
-                     riskManager={"limits": {"maxOrderQty": 7, "orderQty": 3}},
-                     signalBridge={"strategy": "ma_crossover", "params": {"fast": 5, "slow": 20.5}})
+    spec = make_spec(
+        mode="live",
+        liveAcknowledgement=LIVE_CONFIRMATION,
+        credentials=CREDS,
+        riskManager={"limits": {"maxOrderQty": 7, "orderQty": 3}},
+        signalBridge={"strategy": "ma_crossover", "params": {"fast": 5, "slow": 20.5}},
+    )
     cfg = config_of(render(make_inputs(spec=spec)).manifests)
-    settings = Settings.model_validate({**cfg, "alpaca": {**cfg["alpaca"], "api_key": "k", "secret_key": "s"}})
+    settings = Settings.model_validate(
+        {**cfg, "alpaca": {**cfg["alpaca"], "api_key": "k", "secret_key": "s"}}
+    )
     assert settings.bus.bind_host == "0.0.0.0"
     assert settings.bus.market_data == "tcp://demo-market-data:5555"
     assert settings.bus.execution == "tcp://demo-execution-engine:5558"
@@ -104,7 +136,10 @@ def test_config_is_a_valid_settings_document_for_the_cluster() -> None:
 def test_credentials_only_as_secret_key_refs() -> None:
     spec = make_spec(mode="paper", credentials=CREDS)
     out = render(make_inputs(spec=spec, secret_hash="abc"))
-    env = {n: d["spec"]["template"]["spec"]["containers"][0]["env"] for n, d in by_kind(out.manifests, "Deployment").items()}
+    env = {
+        n: d["spec"]["template"]["spec"]["containers"][0]["env"]
+        for n, d in by_kind(out.manifests, "Deployment").items()
+    }
     assert env["demo-execution-engine"] == [
         {"name": "ALPACA_API_KEY", "valueFrom": {"secretKeyRef": {"name": "alpaca", "key": "KEY"}}},
         {"name": "ALPACA_SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": "alpaca", "key": "SECRET"}}},
@@ -133,10 +168,19 @@ def test_execution_engine_recreate_single_replica_and_halt() -> None:
 def test_startup_gate_waits_for_upstream() -> None:
     out = render(make_inputs())
     replicas = {n: d["spec"]["replicas"] for n, d in by_kind(out.manifests, "Deployment").items()}
-    assert replicas == {"demo-sim": 1, "demo-market-data": 0, "demo-signal-bridge": 0, "demo-risk-manager": 0,
-                        "demo-execution-engine": 0}
-    assert out.waiting_on == {"market-data": "sim", "signal-bridge": "market-data",
-                              "risk-manager": "signal-bridge", "execution-engine": "risk-manager"}
+    assert replicas == {
+        "demo-sim": 1,
+        "demo-market-data": 0,
+        "demo-signal-bridge": 0,
+        "demo-risk-manager": 0,
+        "demo-execution-engine": 0,
+    }
+    assert out.waiting_on == {
+        "market-data": "sim",
+        "signal-bridge": "market-data",
+        "risk-manager": "signal-bridge",
+        "execution-engine": "risk-manager",
+    }
     step = render(make_inputs(observed=Observed(available={"sim": 1, "market-data": 1})))
     assert step.waiting_on == {"risk-manager": "signal-bridge", "execution-engine": "risk-manager"}
     assert step.desired["execution-engine"] == 1
@@ -165,7 +209,12 @@ def test_pod_security() -> None:
         assert sc["allowPrivilegeEscalation"] is False
         assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    mounts = {m["mountPath"] for m in deployments()["demo-execution-engine"]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    mounts = {
+        m["mountPath"]
+        for m in deployments()["demo-execution-engine"]["spec"]["template"]["spec"]["containers"][0][
+            "volumeMounts"
+        ]
+    }
     assert "/var/lib/tradingsystem" in mounts
 
 
@@ -174,7 +223,9 @@ def test_pvc_storage_option() -> None:
     out = render(make_inputs(spec=spec))
     (pvc,) = by_kind(out.manifests, "PersistentVolumeClaim").values()
     assert pvc["spec"]["resources"]["requests"]["storage"] == "5Gi"
-    vols = by_kind(out.manifests, "Deployment")["demo-execution-engine"]["spec"]["template"]["spec"]["volumes"]
+    vols = by_kind(out.manifests, "Deployment")["demo-execution-engine"]["spec"]["template"]["spec"][
+        "volumes"
+    ]
     assert {"name": "state", "persistentVolumeClaim": {"claimName": "demo-state"}} in vols
 
 
@@ -183,7 +234,9 @@ def test_network_policies_admit_only_neighbours_on_zmq() -> None:
     risk = policies["demo-risk-manager"]["spec"]["ingress"]
     zmq = next(r for r in risk if r.get("from"))
     assert zmq["ports"] == [{"port": 5557, "protocol": "TCP"}]
-    assert [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in zmq["from"]] == ["execution-engine"]
+    assert [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in zmq["from"]] == [
+        "execution-engine"
+    ]
     assert {"ports": [{"port": 8083, "protocol": "TCP"}]} in risk  # metrics scraping
     off = make_spec(security={"networkPolicy": False})
     assert not by_kind(render(make_inputs(spec=off)).manifests, "NetworkPolicy")
@@ -192,7 +245,10 @@ def test_network_policies_admit_only_neighbours_on_zmq() -> None:
 def test_curve_keys_mounted_and_enabled_in_config() -> None:
     spec = make_spec(security={"curve": {"enabled": True, "keysSecret": "zmq-keys"}})
     out = render(make_inputs(spec=spec))
-    assert config_of(out.manifests)["bus"]["curve"] == {"enabled": True, "keys_dir": "/var/run/tradingsystem/curve"}
+    assert config_of(out.manifests)["bus"]["curve"] == {
+        "enabled": True,
+        "keys_dir": "/var/run/tradingsystem/curve",
+    }
     vols = by_kind(out.manifests, "Deployment")["demo-risk-manager"]["spec"]["template"]["spec"]["volumes"]
     assert {"name": "curve", "secret": {"secretName": "zmq-keys"}} in vols
 
@@ -201,14 +257,20 @@ def test_monitoring_objects_only_when_crds_exist_and_enabled() -> None:
     groups = ({"name": "g", "rules": [{"alert": "A", "expr": "up == 0"}]},)
     kinds = lambda inp: {m["kind"] for m in render(inp).manifests}  # noqa: E731
     assert not {"ServiceMonitor", "PrometheusRule"} & kinds(make_inputs(rule_groups=groups))
-    both = make_inputs(service_monitor_crd=True, prometheus_rule_crd=True, rule_groups=groups,
-                       spec=make_spec(monitoring={"labels": {"release": "kps"}}))
+    both = make_inputs(
+        service_monitor_crd=True,
+        prometheus_rule_crd=True,
+        rule_groups=groups,
+        spec=make_spec(monitoring={"labels": {"release": "kps"}}),
+    )
     out = by_kind(render(both).manifests, "ServiceMonitor")["demo-metrics"]
     assert out["metadata"]["labels"]["release"] == "kps"
     assert out["spec"]["endpoints"][0]["port"] == "metrics"
     rule = by_kind(render(both).manifests, "PrometheusRule")["demo-rules"]
     assert rule["spec"]["groups"] == list(groups)
-    off = dataclasses.replace(both, spec=make_spec(monitoring={"serviceMonitor": False, "prometheusRule": False}))
+    off = dataclasses.replace(
+        both, spec=make_spec(monitoring={"serviceMonitor": False, "prometheusRule": False})
+    )
     assert not {"ServiceMonitor", "PrometheusRule"} & kinds(off)
 
 

@@ -28,13 +28,19 @@ def test_all_ready_is_running() -> None:
     assert c["ExecutionEngineReady"]["reason"] == "Available"
     assert c["Degraded"]["status"] == "False" and c["Halted"]["status"] == "False"
     assert c["Paused"]["status"] == "False"
-    assert all(set(x) == {"type", "status", "observedGeneration", "lastTransitionTime", "reason", "message"}
-               for x in st["conditions"])
+    assert all(
+        set(x) == {"type", "status", "observedGeneration", "lastTransitionTime", "reason", "message"}
+        for x in st["conditions"]
+    )
 
 
 def test_waiting_services_are_named_in_status() -> None:
     ready = {"market-data": 1}
-    waiting = {"signal-bridge": "market-data", "risk-manager": "signal-bridge", "execution-engine": "risk-manager"}
+    waiting = {
+        "signal-bridge": "market-data",
+        "risk-manager": "signal-bridge",
+        "execution-engine": "risk-manager",
+    }
     st = compute_status(spec(), 1, DESIRED, ready, waiting, None, {}, T0)
     assert st["phase"] == "Progressing" and st["readyServices"] == "1/4"
     assert st["services"]["risk-manager"] == {"desired": 1, "ready": 0, "waitingOn": "signal-bridge"}
@@ -48,12 +54,18 @@ def test_halted() -> None:
     desired = {**DESIRED, "execution-engine": 0}
     st = compute_status(spec(halted=True), 2, desired, desired, {}, None, {}, T0)
     c = conds(st)
-    assert st["phase"] == "Halted" and c["Halted"]["status"] == "True" and c["Halted"]["reason"] == "KillSwitchOn"
+    assert (
+        st["phase"] == "Halted"
+        and c["Halted"]["status"] == "True"
+        and c["Halted"]["reason"] == "KillSwitchOn"
+    )
     assert c["ExecutionEngineReady"]["reason"] == "Halted"
 
 
 def test_problem_is_degraded_with_reason() -> None:
-    st = compute_status(spec(), 1, DESIRED, {}, {}, Problem("SecretNotFound", "Secret ns/x not found"), {}, T0)
+    st = compute_status(
+        spec(), 1, DESIRED, {}, {}, Problem("SecretNotFound", "Secret ns/x not found"), {}, T0
+    )
     c = conds(st)
     assert st["phase"] == "Degraded"
     assert c["Degraded"]["status"] == "True" and c["Degraded"]["reason"] == "SecretNotFound"
@@ -73,5 +85,7 @@ def test_paused_keeps_other_conditions() -> None:
     running = compute_status(spec(), 1, DESIRED, DESIRED, {}, None, {}, T0)
     st = paused_status(running, 2, T1)
     c = conds(st)
-    assert st["phase"] == "Paused" and c["Paused"]["status"] == "True" and c["Paused"]["observedGeneration"] == 2
+    assert (
+        st["phase"] == "Paused" and c["Paused"]["status"] == "True" and c["Paused"]["observedGeneration"] == 2
+    )
     assert c["Ready"] == conds(running)["Ready"]

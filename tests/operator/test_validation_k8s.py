@@ -26,15 +26,26 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     ("paper", {"mode": "paper", "credentials": CREDS}),
     ("live-acknowledged", LIVE),
     ("share-class-symbol", {"symbols": ["BRK.B", "SPY"]}),
-    ("everything", {
-        "halted": True, "paused": True, "logLevel": "DEBUG",
-        "signalBridge": {"strategy": "ma_crossover", "params": {"fast": 5, "slow": 20.5},
-                         "model": {"configMap": "models", "key": "m.onnx"}},
-        "security": {"networkPolicy": False, "curve": {"enabled": True, "keysSecret": "zmq-keys"}},
-        "executionEngine": {"storage": "persistentVolumeClaim", "storageSize": "2Gi",
-                            "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "1Gi"}}},
-        "monitoring": {"labels": {"release": "kps"}, "interval": "15s"},
-    }),
+    (
+        "everything",
+        {
+            "halted": True,
+            "paused": True,
+            "logLevel": "DEBUG",
+            "signalBridge": {
+                "strategy": "ma_crossover",
+                "params": {"fast": 5, "slow": 20.5},
+                "model": {"configMap": "models", "key": "m.onnx"},
+            },
+            "security": {"networkPolicy": False, "curve": {"enabled": True, "keysSecret": "zmq-keys"}},
+            "executionEngine": {
+                "storage": "persistentVolumeClaim",
+                "storageSize": "2Gi",
+                "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "1Gi"}},
+            },
+            "monitoring": {"labels": {"release": "kps"}, "interval": "15s"},
+        },
+    ),
 ]
 
 INVALID: list[tuple[str, dict[str, Any], str]] = [
@@ -50,13 +61,28 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("live-wrong-ack", {**LIVE, "liveAcknowledgement": "yes"}, "mode live trades real money"),
     ("paper-no-secret", {"mode": "paper"}, "need spec.credentials.secretName"),
     ("live-no-secret", {**LIVE, "credentials": DROP}, "need spec.credentials.secretName"),
-    ("secret-without-name", {"mode": "paper", "credentials": {"apiKeyKey": "K"}}, "secretName: Required value"),
+    (
+        "secret-without-name",
+        {"mode": "paper", "credentials": {"apiKeyKey": "K"}},
+        "secretName: Required value",
+    ),
     ("secret-bad-name", {"mode": "paper", "credentials": {"secretName": "Bad_Name"}}, "secretName"),
     ("secret-empty-key", {"mode": "paper", "credentials": {**CREDS, "apiKeyKey": ""}}, "apiKeyKey"),
-    ("notional-over-exposure", {"riskManager": {"limits": {"maxOrderNotional": 1e9}}},
-     "maxOrderNotional must not exceed maxGrossExposure"),
-    ("qty-over-position", {"riskManager": {"limits": {"maxOrderQty": 1000}}}, "maxOrderQty must not exceed maxPositionQty"),
-    ("base-over-max", {"riskManager": {"limits": {"orderQty": 200}}}, "orderQty (the base order size) must not exceed"),
+    (
+        "notional-over-exposure",
+        {"riskManager": {"limits": {"maxOrderNotional": 1e9}}},
+        "maxOrderNotional must not exceed maxGrossExposure",
+    ),
+    (
+        "qty-over-position",
+        {"riskManager": {"limits": {"maxOrderQty": 1000}}},
+        "maxOrderQty must not exceed maxPositionQty",
+    ),
+    (
+        "base-over-max",
+        {"riskManager": {"limits": {"orderQty": 200}}},
+        "orderQty (the base order size) must not exceed",
+    ),
     ("negative-limit", {"riskManager": {"limits": {"maxOrderQty": -1}}}, "should be greater than 0"),
     ("zero-loss-limit", {"riskManager": {"limits": {"dailyLossLimit": 0}}}, "dailyLossLimit"),
     ("band-over-100", {"riskManager": {"limits": {"priceBandPct": 150}}}, "less than or equal to 100"),
@@ -65,7 +91,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("negative-replicas", {"signalBridge": {"replicas": -1}}, "greater than or equal to 0"),
     ("image-with-space", {"image": "bad image"}, "spec.image"),
     ("image-uppercase", {"image": "Ghcr.io/X/Y"}, "spec.image"),
-    ("curve-without-keys", {"security": {"curve": {"enabled": True}}}, "curve.enabled needs curve.keysSecret"),
+    (
+        "curve-without-keys",
+        {"security": {"curve": {"enabled": True}}},
+        "curve.enabled needs curve.keysSecret",
+    ),
     ("unknown-storage", {"executionEngine": {"storage": "hostPath"}}, 'Unsupported value: "hostPath"'),
     ("bad-quantity", {"sim": {"resources": {"limits": {"memory": "lots"}}}}, "limits.memory"),
     ("bad-interval", {"monitoring": {"interval": "1h"}}, "interval"),
@@ -107,14 +137,20 @@ async def test_valid_specs_are_accepted_with_defaults(
 
 @pytest.mark.parametrize(("case", "changes", "expected"), INVALID, ids=[c for c, _, _ in INVALID])
 async def test_invalid_specs_are_refused_with_a_readable_message(
-    k8s_api: client.ApiClient, namespace: str, tradingsystem_crd: str, case: str, changes: dict[str, Any],
+    k8s_api: client.ApiClient,
+    namespace: str,
+    tradingsystem_crd: str,
+    case: str,
+    changes: dict[str, Any],
     expected: str,
 ) -> None:
     message = await refusal(k8s_api, namespace, body(case, changes))
     assert expected in message
 
 
-async def test_name_longer_than_40_is_refused(k8s_api: client.ApiClient, namespace: str, tradingsystem_crd: str) -> None:
+async def test_name_longer_than_40_is_refused(
+    k8s_api: client.ApiClient, namespace: str, tradingsystem_crd: str
+) -> None:
     assert "at most 40 characters" in await refusal(k8s_api, namespace, body("x" * 41, {}))
 
 
@@ -122,7 +158,9 @@ async def test_switching_to_live_in_place_is_refused_but_leaving_live_is_not(
     k8s_api: client.ApiClient, namespace: str, tradingsystem_crd: str
 ) -> None:
     custom = client.CustomObjectsApi(k8s_api)
-    await custom.create_namespaced_custom_object(G, V, namespace, P, body("paper", {"mode": "paper", "credentials": CREDS}))
+    await custom.create_namespaced_custom_object(
+        G, V, namespace, P, body("paper", {"mode": "paper", "credentials": CREDS})
+    )
     with pytest.raises(ApiException) as err:
         await custom.patch_namespaced_custom_object(
             G, V, namespace, P, "paper", {"spec": LIVE}, dry_run="All", _content_type=MERGE

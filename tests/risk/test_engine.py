@@ -106,7 +106,6 @@ def test_max_position_counts_unfilled_orders_until_released() -> None:
     rejected(eng.on_signal(signal("AAPL", BUY, 100.0)), RejectReason.MAX_POSITION)
     eng.on_report(terminal(first, OrderStatus.CANCELED))  # releases its 10
     approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
-    # Short side too: a sell that is not reducing (position is flat) counts against the short limit.
     assert eng.worst_case_qty("AAPL") == 20
 
 

@@ -79,6 +79,7 @@ class RiskMachine(RuleBasedStateMachine):
         base = self.marks.get(symbol, 100.0)
         state_before = self.engine.state
         gross_before = self.worst_case_gross()
+        worst_before = self.worst_case(symbol) if symbol in SYMBOLS else D(0)
         decision = self.engine.on_signal(
             signal(symbol, action, round(base * (1 + off_pct / 100), 2), strength)
         )
@@ -99,6 +100,7 @@ class RiskMachine(RuleBasedStateMachine):
         assert gross_after <= max(D(LIMITS["max_gross_exposure"]), gross_before)
         if decision.reducing:
             assert gross_after <= gross_before
+            assert self.worst_case(symbol) == worst_before, "a reducing order grew the worst case"
 
     @precondition(lambda self: self.open)
     @rule(data=st.data(), slip_pct=st.integers(-2, 2))

@@ -32,7 +32,7 @@ from tradingsystem.common.wire import (
     Side,
     Signal,
 )
-from tradingsystem.risk.reconcile import BrokerPosition, fetch_with_retry, parse_position
+from tradingsystem.risk.reconcile import BrokerPosition
 from tradingsystem.risk.service import RiskService
 
 DEADLINE_S = 10.0
@@ -208,23 +208,3 @@ def test_positions_seeded_from_the_broker_at_start() -> None:
         assert (order.side, order.qty, order.reducing) == (Side.BUY, 5.0, True)
     finally:
         gen.close()
-
-
-def test_broker_rows_and_retry() -> None:
-    assert parse_position({"symbol": "MSFT", "qty": "7", "side": "short", "avg_entry_price": "410.5"}) == (
-        BrokerPosition("MSFT", -7.0, 410.5)
-    )
-    calls: list[int] = []
-
-    def flaky() -> list[BrokerPosition]:
-        calls.append(1)
-        if len(calls) < 2:
-            raise ConnectionError("refused")
-        return []
-
-    assert fetch_with_retry(flaky, threading.Event(), attempts=3, first_delay_s=0.01) == []
-
-    def down() -> list[BrokerPosition]:
-        raise ConnectionError("refused")
-
-    assert fetch_with_retry(down, threading.Event(), attempts=2, first_delay_s=0.01) is None

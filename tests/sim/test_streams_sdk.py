@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 from typing import Any
@@ -228,6 +229,33 @@ async def test_trading_stream_protocol_and_wrong_keys() -> None:
             "data": {"streams": ["trade_updates"]},
         }
         assert len(sim.trading.listeners) == 1
+    finally:
+        await session.close()
+        await sim.stop()
+
+
+async def test_a_client_that_stops_reading_gets_407_slow_client() -> None:
+    sim = Simulator(["AAPL", "MSFT"], seed=1, tick_rate=20_000)
+    port = await sim.start()
+    session, ws = await raw_session(f"ws://127.0.0.1:{port}/v2/iex", msgpack_mode=True)
+    try:
+        await recv(ws)
+        await ws.send_bytes(msgpack.packb({"action": "auth", "key": DEFAULT_KEY_ID, "secret": DEFAULT_SECRET}))
+        await recv(ws)
+        await ws.send_bytes(msgpack.packb({"action": "subscribe", "trades": ["*"], "quotes": ["*"]}))
+        await recv(ws)
+        for _ in range(600):  # stop reading until the simulator gives up on us (bounded: 60 s)
+            if not sim.data.clients:
+                break
+            await asyncio.sleep(0.1)
+        assert not sim.data.clients
+        last: list[dict[str, Any]] = []
+        for _ in range(100_000):
+            msg = await ws.receive(timeout=5)
+            if msg.type != aiohttp.WSMsgType.BINARY:
+                break
+            last = msgpack.unpackb(msg.data)
+        assert last == [{"T": "error", "code": 407, "msg": "slow client"}]
     finally:
         await session.close()
         await sim.stop()

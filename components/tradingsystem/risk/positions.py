@@ -141,7 +141,8 @@ class PositionBook:
         return self.realized_today() + unrealized_change
 
     def snapshot(self) -> dict[str, dict[str, float | None]]:
-        """JSON-able view: P&L rounded to cents, quantities and prices as floats."""
+        """JSON-able view, not rounded: the float of the same decimal the simulator's ledger holds,
+        so ``float(ledger_string) == snapshot_value`` exactly."""
         out: dict[str, dict[str, float | None]] = {}
         for symbol, pos in sorted(self.positions.items()):
             mark = self.marks.get(symbol)
@@ -149,7 +150,7 @@ class PositionBook:
                 "qty": float(pos.qty),
                 "avg_price": float(pos.avg_price),
                 "mark": float(mark) if mark is not None else None,
-                "realized": float(cents(pos.realized)),
-                "unrealized": float(cents(self.unrealized(symbol))),
+                "realized": float(pos.realized),
+                "unrealized": float(self.unrealized(symbol)),
             }
         return out

@@ -40,15 +40,12 @@ def parse_position(row: dict[str, Any]) -> BrokerPosition:
 def alpaca_positions(settings: Settings) -> PositionSource:
     from alpaca.trading.client import TradingClient
 
-    if settings.mode is Mode.SIM:
-        key, secret, url = SIM_KEY, SIM_SECRET, settings.sim_base_url()
-    else:
-        assert settings.alpaca.api_key is not None and settings.alpaca.secret_key is not None
-        key = settings.alpaca.api_key.get_secret_value()
-        secret = settings.alpaca.secret_key.get_secret_value()
-        url = settings.alpaca.trading_url
+    from tradingsystem.execution.broker import credentials, trading_url
+
+    # The same account and URL as the execution engine (simulator, paper or live by mode).
+    key, secret = credentials(settings)
     client = TradingClient(
-        key, secret, paper=settings.mode is not Mode.LIVE, raw_data=True, url_override=url or None
+        key, secret, paper=settings.mode is not Mode.LIVE, raw_data=True, url_override=trading_url(settings)
     )
 
     def fetch() -> list[BrokerPosition]:

@@ -35,7 +35,7 @@ CODE_UNPROCESSABLE = 42210000
 SIDES = ("buy", "sell")
 TYPES = ("market", "limit", "stop", "stop_limit")
 TIFS = ("day", "gtc", "ioc", "fok")
-OPEN_STATUSES = ("new", "partially_filled", "accepted", "pending_new")
+OPEN_STATUSES = ("new", "partially_filled")  # the only open states the simulator produces
 MAX_CID_LEN = 128
 
 

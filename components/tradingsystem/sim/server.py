@@ -40,6 +40,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import signal
 import threading
 import time
 import uuid
@@ -63,7 +64,7 @@ from tradingsystem.sim.prices import (
     history_bars,
     start_price,
 )
-from tradingsystem.sim.streams import DataStreamHub, TradingStreamHub
+from tradingsystem.sim.streams import CHANNELS, DataStreamHub, TradingStreamHub
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -228,7 +229,7 @@ class Simulator:
     def _apply(self, batch: list[Tick]) -> None:
         """Feed the true (unfaulted) ticks to the broker: it fills at the real quote."""
         for tick in batch:
-            self.latest[({"t": "trades", "q": "quotes", "b": "bars"}[tick.kind], tick.symbol)] = tick
+            self.latest[(CHANNELS[tick.kind], tick.symbol)] = tick
             if tick.kind == "q" and tick.bid is not None and tick.ask is not None:
                 self.ledger.on_quote(
                     tick.symbol, Quote(tick.bid, tick.bid_size or 0, tick.ask, tick.ask_size or 0)
@@ -334,8 +335,6 @@ def run(settings: Settings) -> int:
         log.info("no ALPACA_API_KEY configured: accepting any key pair")
 
     async def _main() -> None:
-        import signal
-
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

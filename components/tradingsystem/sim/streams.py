@@ -108,6 +108,7 @@ class Outbox:
                 await ws.send_bytes(frame)
             else:
                 await ws.send_str(frame)
+        await ws.close()  # also ends the reader side when the writer gave up on a slow client
 
     def replace_with_last(self, frame: bytes | str) -> None:
         """Discard what is queued, send ``frame``, then close (the slow-client path)."""

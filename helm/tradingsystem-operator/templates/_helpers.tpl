@@ -39,6 +39,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* Cluster-scoped objects carry the namespace too: one release name per namespace is unique. */}}
+{{- define "tso.clusterScopedName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "tso.fullname" .) }}
+{{- end }}
+
 {{- define "tso.subjects" -}}
 - kind: ServiceAccount
   name: {{ include "tso.serviceAccountName" . }}
@@ -62,7 +67,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* The operator's least-privilege rules: files/rbac.yaml, a copy of the operator package's. */}}
-{{- define "tso.rbac" -}}
-{{- .Files.Get "files/rbac.yaml" | fromYaml | toJson }}
+{{/* The operator's least-privilege rules: those of the ClusterRole in files/rbac.yaml, a copy
+of the operator package's rbac.yaml (a multi-document manifest). */}}
+{{- define "tso.rules" -}}
+{{- range splitList "\n---\n" (.Files.Get "files/rbac.yaml") }}
+{{- $doc := fromYaml . }}
+{{- if eq (get $doc "kind") "ClusterRole" }}
+{{- toJson $doc.rules }}
+{{- end }}
+{{- end }}
 {{- end }}

@@ -1,0 +1,39 @@
+"""rbac.yaml grants what apply.py and the handlers use, and nothing broader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from tradingsystem_operator import apply
+
+RBAC = Path(apply.__file__).with_name("rbac.yaml")
+
+
+def rules() -> list[dict[str, list[str]]]:
+    docs = list(yaml.safe_load_all(RBAC.read_text()))
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    return list(role["rules"])
+
+
+def verbs_for(group: str, resource: str) -> set[str]:
+    return {v for r in rules() if group in r["apiGroups"] and resource in r["resources"] for v in r["verbs"]}
+
+
+def test_every_child_kind_can_be_applied_and_pruned() -> None:
+    for api_version, plural in apply.KINDS.values():
+        group = api_version.rpartition("/")[0]
+        assert {"get", "list", "create", "patch", "delete"} <= verbs_for(group, plural), plural
+
+
+def test_secrets_are_only_read_by_name_and_nothing_is_wildcarded() -> None:
+    assert verbs_for("", "secrets") == {"get"}
+    for rule in rules():
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+
+
+def test_status_and_watches() -> None:
+    assert {"get", "patch"} <= verbs_for("tradingsystem.dev", "tradingsystems/status")
+    assert "watch" in verbs_for("tradingsystem.dev", "tradingsystems")
+    assert "watch" in verbs_for("apps", "deployments")
