@@ -3,6 +3,7 @@ schema's refusals, and the files it must share with the rest of the repository."
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,10 @@ import pytest
 import yaml
 
 from tradingsystem.common.config import LIVE_CONFIRMATION
+from tradingsystem_operator.main import build_parser
+from tradingsystem_operator.render import RUN_AS
 
-from .conftest import CHART, EXAMPLES, REPO, Helm, operator_rules, project_version
+from .conftest import CHART, EXAMPLES, REPO, Dockerfile, Helm, operator_rules, project_version
 
 VALUES = Path(__file__).parent / "values"
 GOOD_VALUES = sorted(p for p in VALUES.glob("*.yaml") if not p.name.startswith("bad-"))
@@ -128,7 +131,6 @@ def test_operator_deployment_is_single_replica_recreate_non_root(helm: Helm) -> 
     pod = deploy["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == one(objs, "ServiceAccount")["metadata"]["name"]
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] == 10001  # the Dockerfile's USER
     c = container(objs)
     assert c["image"] == f"tradingsystem:{project_version()}"
     assert c["command"] == ["tradingsystem-operator"] and c["args"][0] == "run"
@@ -196,3 +198,33 @@ def test_schema_rejects_bad_values_readably(helm: Helm, values: str, message: st
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr
     assert message in result.stderr
+
+
+@pytest.mark.parametrize("values", [None, *GOOD_VALUES], ids=lambda p: p.name if p else "defaults")
+def test_operator_cli_accepts_the_charts_arguments(helm: Helm, values: Path | None) -> None:
+    # The chart and the operator's CLI are written apart; a renamed flag must fail here, not in a pod.
+    objs = helm.template(*KUBE, *(["-f", str(values)] if values else []))
+    c = container(objs)
+    assert c["command"] == ["tradingsystem-operator"]
+    args = build_parser().parse_args(c["args"])
+    assert args.command == "run"
+    assert args.all_namespaces or args.namespace
+
+
+def test_pods_run_as_the_images_user(helm: Helm, dockerfile: Dockerfile) -> None:
+    # The operator's pod (chart) and the pods it creates (render.py) use the image's numeric USER.
+    uid = int(dockerfile.stage("runtime").all("USER")[-1].value.partition(":")[0])
+    pod = one(helm.template(*KUBE), "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == RUN_AS == uid
+
+
+def test_packaged_chart_carries_crd_rules_dashboards_and_examples(helm: Helm, tmp_path: Path) -> None:
+    helm.run("package", str(CHART), "--destination", str(tmp_path))
+    [package] = tmp_path.glob("*.tgz")
+    assert package.name == f"tradingsystem-operator-{project_version()}.tgz"
+    with tarfile.open(package) as tar:
+        names = {n.removeprefix("tradingsystem-operator/") for n in tar.getnames()}
+    expected = {"crds/tradingsystems.yaml", "files/rbac.yaml", "values.schema.json", "templates/NOTES.txt"}
+    expected |= {f"examples/{n}" for n in ("sim.yaml", "paper.yaml", "paper-secret.yaml")}
+    expected |= {f"files/dashboards/{p.name}" for p in (CHART / "files" / "dashboards").glob("*.json")}
+    assert expected <= names, expected - names

@@ -6,6 +6,7 @@ refused). No kubectl needed: every call goes to the API server directly."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -111,7 +112,7 @@ def install_rendered(cp: ControlPlane, helm: Helm, namespace: str, *values: str)
     crds = [o for o in objs if o["kind"] == "CustomResourceDefinition"]
     for crd in crds:
         path = resource_path(server_side_apply(cp, crd, namespace), namespace)
-        wait_for(f"{path} Established", lambda path=path: crd_established(cp, path), timeout=30)
+        wait_for(f"{path} Established", functools.partial(crd_established, cp, path), timeout=30)
     for obj in objs:
         if obj["kind"] != "CustomResourceDefinition":
             server_side_apply(cp, obj, namespace)

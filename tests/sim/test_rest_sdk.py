@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import requests
@@ -24,6 +25,8 @@ from alpaca.trading.requests import (
 from tradingsystem.sim.auth import DEFAULT_KEY_ID, DEFAULT_SECRET
 from tradingsystem.sim.prices import start_price
 from tradingsystem.sim.server import HISTORY_BARS, SimulatorThread
+
+from .conftest import wait_for
 
 KEYS = {"APCA-API-KEY-ID": DEFAULT_KEY_ID, "APCA-API-SECRET-KEY": DEFAULT_SECRET}
 
@@ -236,3 +239,19 @@ def test_historical_bars_paginate_and_end_where_live_prices_start(sim: Simulator
     assert full.data["MSFT"][-1].close == float(start_price(7, "MSFT"))
     quote = client.get_stock_latest_quote(StockLatestQuoteRequest(symbol_or_symbols="AAPL"))["AAPL"]
     assert quote.bid_price < quote.ask_price
+
+
+def test_replayed_quotes_drive_the_fills(tmp_path: Path) -> None:
+    path = tmp_path / "rec.csv"
+    path.write_text(
+        "T,S,t,p,s,bp,bs,ap,as,o,h,l,c,v,n,vw\n"
+        "q,AAPL,2024-01-02T14:30:00Z,,,189.99,300,190.01,200,,,,,,,\n"
+        "t,AAPL,2024-01-02T14:30:01Z,190.00,100,,,,,,,,,,,\n"
+        "q,AAPL,2024-01-02T14:30:02Z,,,190.50,300,190.53,200,,,,,,,\n"
+    )
+    with SimulatorThread(["AAPL"], replay_path=path, tick_rate=100) as sim:
+        wait_for(lambda: sim.status()["replay_done"], "the end of the replay")
+        client = TradingClient(DEFAULT_KEY_ID, DEFAULT_SECRET, url_override=sim.base_url)
+        order = client.submit_order(market("replay-buy", qty=2))
+        assert order.filled_avg_price == "190.53"
+        assert Decimal(client.get_account().cash) == Decimal("100000") - Decimal("381.06")

@@ -240,7 +240,9 @@ async def test_a_client_that_stops_reading_gets_407_slow_client() -> None:
     session, ws = await raw_session(f"ws://127.0.0.1:{port}/v2/iex", msgpack_mode=True)
     try:
         await recv(ws)
-        await ws.send_bytes(msgpack.packb({"action": "auth", "key": DEFAULT_KEY_ID, "secret": DEFAULT_SECRET}))
+        await ws.send_bytes(
+            msgpack.packb({"action": "auth", "key": DEFAULT_KEY_ID, "secret": DEFAULT_SECRET})
+        )
         await recv(ws)
         await ws.send_bytes(msgpack.packb({"action": "subscribe", "trades": ["*"], "quotes": ["*"]}))
         await recv(ws)

@@ -1,0 +1,482 @@
+"""Tick -> order latency through the three hops, and market-data -> signal-bridge throughput.
+
+Everything runs as real processes on real TCP loopback ZeroMQ:
+
+* **latency**: this process stands in for market-data: it binds the market-data PUB and sends
+  ``wire.Trade`` at a paced rate (1 ms batches), stamping ``origin_ts`` at send. signal-bridge,
+  risk-manager, execution-engine and the simulator (the broker) are child processes
+  (``tradingsystem.supervisor.Pipeline``). The prices are a triangle wave per symbol and the
+  strategy a 1/2 EMA crossover, so every turn of the wave is exactly one signal: the signal rate
+  is set (``order_rate``) independently of the tick rate. This process subscribes to the
+  risk-manager (approved ``OrderIntent``) and the execution-engine (``ExecutionReport``) and
+  takes ``now - origin_ts`` from raw samples; execution's own
+  ``tradingsystem_tick_to_order_latency_seconds`` (tick -> submit start) is read from /metrics.
+* **throughput**: ticks offered to a lone signal-bridge at increasing rates; its /metrics
+  counters (received, sequence gaps) tell how many arrived. Plus the raw capacity of one hop:
+  Publisher -> Subscriber (decode only) in a child process.
+
+Bench-only settings (documented in docs/benchmarks.md): limits far above anything the bench
+reaches, execution rate limit raised (the default 200/min would be the whole story), the
+simulator's REST rate limit off, services logging at WARNING (one INFO line per signal at
+hundreds of signals/s measures logging, not the pipeline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing as mp
+import socket
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from bench.table import render
+from tradingsystem.common import wire
+from tradingsystem.common.bus import Publisher, Subscriber
+from tradingsystem.common.config import Settings
+from tradingsystem.supervisor import Pipeline, get_json, scrape, settings_yaml, total
+
+SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN"]
+TICK_STEP = 1e-5  # relative price step of the triangle wave: far inside the risk price band
+ORDER_HIST = "tradingsystem_tick_to_order_latency_seconds"
+
+
+@dataclass(frozen=True)
+class Config:
+    rates: tuple[int, ...] = (1_000, 5_000, 10_000)
+    seconds: float = 10.0  # measured time per rate
+    order_rate: float = 150.0  # signals (= approved orders) per second, at every tick rate
+    warmup_s: float = 1.0
+    ladder: tuple[int, ...] = (10_000, 25_000, 50_000, 75_000, 100_000, 150_000, 200_000)
+    ladder_seconds: float = 2.0
+    raw_messages: int = 200_000
+
+
+QUICK = Config(seconds=3.0, order_rate=100.0, ladder=(10_000, 50_000, 100_000), ladder_seconds=1.0)
+
+
+# --- helpers --------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentiles_us(samples_ns: list[int]) -> tuple[float, float, float]:
+    if not samples_ns:
+        return (float("nan"),) * 3  # type: ignore[return-value]
+    p = np.percentile(np.asarray(samples_ns, dtype=np.float64), [50, 99, 99.9]) / 1e3
+    return float(p[0]), float(p[1]), float(p[2])
+
+
+def hist_quantile_us(before: dict[str, float], after: dict[str, float], q: float) -> str:
+    """Upper bucket bound holding quantile ``q`` of the observations between two scrapes."""
+    buckets = []
+    for key, value in after.items():
+        if key.startswith(f"{ORDER_HIST}_bucket{{"):
+            le = key.split("le=", 1)[1].rstrip("}")
+            buckets.append((float(le), value - before.get(key, 0.0)))
+    buckets.sort()
+    count = buckets[-1][1] if buckets else 0.0
+    if count <= 0:
+        return "-"
+    for le, cum in buckets:
+        if cum >= q * count:
+            return "> 5 s" if le == float("inf") else f"<= {le * 1e6:,.0f}"
+    return "-"
+
+
+class TriangleFeed:
+    """Trades round-robin over the symbols; each symbol's price rises for ``leg`` of its ticks,
+    then falls for ``leg``: a fast=1/slow=2 EMA crossover signals once per turn."""
+
+    def __init__(self, symbols: list[str], leg: int) -> None:
+        self.symbols = symbols
+        self.leg = max(2, leg)
+        self._n = 0
+
+    def next(self) -> wire.Trade:
+        i, k = divmod(self._n, len(self.symbols))
+        self._n += 1
+        pos = i % (2 * self.leg)
+        level = pos if pos < self.leg else 2 * self.leg - pos
+        now = time.time_ns()
+        price = (100.0 + 10 * k) * (1 + TICK_STEP * level)
+        return wire.Trade(symbol=self.symbols[k], price=price, size=1.0, exch_ts=now, origin_ts=now)
+
+
+def bench_settings(workdir: Path) -> Settings:
+    bus = {name: f"tcp://127.0.0.1:{free_port()}" for name in ("market_data", "signals", "risk", "execution")}
+    return Settings(
+        mode="sim",
+        symbols=SYMBOLS,
+        log_level="WARNING",
+        bus=bus,
+        signals={
+            "http_port": free_port(),
+            "strategy": "ma_crossover",
+            "params": {"fast": 1, "slow": 2, "average": "ema"},
+        },
+        risk={
+            "http_port": free_port(),
+            "sizing": "fixed",
+            "order_qty": 1,
+            "max_order_qty": 1e6,
+            "max_order_notional": 1e12,
+            "max_position_qty": 1e9,
+            "max_gross_exposure": 1e15,
+            "max_open_positions": 1000,
+            "daily_loss_limit": 1e15,
+            "max_orders_per_minute": 10_000_000,
+            "reconcile_on_start": False,
+        },
+        execution={
+            "http_port": free_port(),
+            "db_path": str(workdir / "execution.sqlite"),
+            "rate_limit_per_min": 10_000_000,
+        },
+        sim={"port": free_port(), "tick_rate": 1.0},
+    )  # type: ignore[arg-type]
+
+
+def _post_json(url: str, body: dict[str, Any]) -> None:
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        resp.read()
+
+
+@contextlib.contextmanager
+def _pipeline(settings: Settings, names: tuple[str, ...], feed_pub: Publisher) -> Iterator[Pipeline]:
+    """Start ``names`` as child processes; stopped on exit whatever happens (Ctrl-C included)."""
+    pipe = Pipeline(settings, workdir=Path(tempfile.mkdtemp(prefix="bench-pipeline-")))
+    pipe.config_path.write_text(settings_yaml(settings))
+    try:
+        for name in names:
+            pipe.start_process(name)
+            if name == "signal-bridge":
+                _wait_signal_bridge(pipe, feed_pub)
+            else:
+                pipe.wait_ready(name)
+            if name == "sim":  # the broker's 200/min REST limit is not what is measured
+                _post_json(pipe.url("sim", "/_sim/faults"), {"rate_limit_per_min": 0})
+        yield pipe
+    finally:
+        pipe.stop()
+
+
+def _wait_signal_bridge(pipe: Pipeline, pub: Publisher, timeout: float = 30.0) -> None:
+    """signal-bridge is ready once it hears its upstream: keep heartbeating until then."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pub.heartbeat(every=0.05)
+        if get_json(pipe.url("signal-bridge", "/readyz"), timeout=1.0)[0] == 200:
+            return
+        proc = pipe.procs["signal-bridge"]
+        if proc.poll() is not None:
+            raise RuntimeError(f"signal-bridge exited with {proc.returncode}; see {pipe.workdir}")
+        time.sleep(0.05)
+    raise TimeoutError(f"signal-bridge not ready after {timeout:.0f}s; see {pipe.workdir}")
+
+
+# --- latency ----------------------------------------------------------------------------------
+@dataclass
+class RateResult:
+    rate: int
+    ticks: int = 0
+    seconds: float = 0.0
+    intents: list[int] = field(default_factory=list)  # tick -> approved order (ns)
+    acks: list[int] = field(default_factory=list)  # tick -> first execution report (ns)
+    rejections: int = 0
+    submit_p50: str = "-"
+    submit_p99: str = "-"
+    submit_count: int = 0
+
+
+class LatencyBench:
+    """Paced tick source plus the order/report collectors, all in one thread (no GIL sharing)."""
+
+    def __init__(self, pub: Publisher, settings: Settings) -> None:
+        self.pub = pub
+        self.orders = Subscriber(settings.bus.risk, [wire.TOPIC_ORDER, wire.TOPIC_REJECT])
+        self.reports = Subscriber(settings.bus.execution, [wire.TOPIC_EXEC])
+        self.poller = zmq.Poller()
+        self.poller.register(self.orders.sock, zmq.POLLIN)
+        self.poller.register(self.reports.sock, zmq.POLLIN)
+        self._acked: set[str] = set()
+        self._intent_cids: set[str] = set()
+
+    def close(self) -> None:
+        self.orders.close()
+        self.reports.close()
+
+    def run(self, rate: int, seconds: float, order_rate: float, drain_s: float = 15.0) -> RateResult:
+        res = RateResult(rate)
+        feed = TriangleFeed(SYMBOLS, round(rate / order_rate))
+        n_total = int(rate * seconds)
+        t0 = time.perf_counter()
+        while res.ticks < n_total:
+            due = min(n_total, int((time.perf_counter() - t0) * rate) + 1)
+            while res.ticks < due:
+                self.pub.publish(feed.next())
+                res.ticks += 1
+            self.pub.heartbeat(every=0.5)
+            self._collect(res, timeout_ms=1)
+        res.seconds = time.perf_counter() - t0
+        # Drain: intents arrive within ms; the execution engine may still work off a backlog.
+        deadline = time.monotonic() + drain_s
+        quiet_until = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            if self._collect(res, timeout_ms=50):
+                quiet_until = time.monotonic() + 0.5
+            elif time.monotonic() > quiet_until and self._intent_cids <= self._acked:
+                break
+            self.pub.heartbeat(every=0.5)
+        return res
+
+    def _collect(self, res: RateResult, timeout_ms: int) -> int:
+        got = 0
+        for sock, _ in self.poller.poll(timeout_ms):
+            sub = self.orders if sock is self.orders.sock else self.reports
+            while True:
+                try:
+                    msg = sub.recv(zmq.NOBLOCK).msg
+                except zmq.Again:
+                    break
+                now = time.time_ns()
+                got += 1
+                if isinstance(msg, wire.OrderIntent):
+                    res.intents.append(now - msg.origin_ts)
+                    self._intent_cids.add(msg.client_order_id)
+                elif isinstance(msg, wire.Rejection):
+                    res.rejections += 1
+                elif isinstance(msg, wire.ExecutionReport) and msg.client_order_id not in self._acked:
+                    self._acked.add(msg.client_order_id)
+                    if msg.client_order_id in self._intent_cids:
+                        res.acks.append(now - msg.origin_ts)
+        return got
+
+
+def latency(cfg: Config) -> list[RateResult]:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-exec-"))
+    settings = bench_settings(workdir)
+    pub = Publisher(settings.bus.bind_endpoint(settings.bus.market_data), service="bench-feed")
+    names = ("sim", "execution-engine", "risk-manager", "signal-bridge")
+    try:
+        with _pipeline(settings, names, pub) as pipe:
+            bench = LatencyBench(pub, settings)
+            try:
+                # Warm-up: connects every subscriber (slow joiner), fills the strategies' averages.
+                bench.run(min(cfg.rates), cfg.warmup_s, cfg.order_rate)
+                results = []
+                exec_metrics = pipe.url("execution-engine", "/metrics")
+                for rate in cfg.rates:
+                    before = scrape(exec_metrics)
+                    res = bench.run(rate, cfg.seconds, cfg.order_rate)
+                    after = scrape(exec_metrics)
+                    res.submit_p50 = hist_quantile_us(before, after, 0.5)
+                    res.submit_p99 = hist_quantile_us(before, after, 0.99)
+                    res.submit_count = int(total(after, f"{ORDER_HIST}_count") - total(before, f"{ORDER_HIST}_count"))
+                    results.append(res)
+                return results
+            finally:
+                bench.close()
+    finally:
+        pub.close()
+
+
+def latency_table(results: list[RateResult], cfg: Config) -> str:
+    rows = []
+    for r in results:
+        rows.append(
+            (
+                f"{r.rate:,}/s",
+                f"{r.ticks / r.seconds:,.0f}",
+                "tick -> approved order (risk PUB, 2 hops)",
+                len(r.intents),
+                *percentiles_us(r.intents),
+            )
+        )
+        rows.append(
+            ("", "", "tick -> broker ack (exec report, 3 hops + REST)", len(r.acks), *percentiles_us(r.acks))
+        )
+        rows.append(
+            ("", "", "tick -> submit start (exec histogram, bucket)", r.submit_count, r.submit_p50, r.submit_p99, "-")
+        )
+    return render(
+        ("offered", "sent/s", "endpoint", "samples", "p50 us", "p99 us", "p999 us"),
+        rows,
+        f"tick -> order latency, {cfg.seconds:g} s per rate, ~{cfg.order_rate:g} orders/s "
+        f"(rejections: {sum(r.rejections for r in results)})",
+    )
+
+
+# --- throughput -------------------------------------------------------------------------------
+@dataclass
+class LadderStep:
+    offered: int
+    sent: int
+    send_s: float
+    received: int
+    gaps: int
+    drain_s: float
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.received
+
+    @property
+    def sustained(self) -> bool:
+        # Zero loss, and kept up: the backlog after the last send cleared within 10 % of the run.
+        return self.lost == 0 and self.gaps == 0 and self.drain_s <= 0.1 * self.send_s + 0.1
+
+
+def _paced_send(pub: Publisher, feed: TriangleFeed, rate: int, n: int) -> float:
+    t0 = time.perf_counter()
+    sent = 0
+    while sent < n:
+        due = min(n, int((time.perf_counter() - t0) * rate) + 1)
+        while sent < due:
+            pub.publish(feed.next())
+            sent += 1
+        left = (sent / rate) - (time.perf_counter() - t0)
+        if left > 0:
+            time.sleep(min(left, 0.001))
+    return time.perf_counter() - t0
+
+
+def throughput(cfg: Config) -> list[LadderStep]:
+    settings = bench_settings(Path(tempfile.mkdtemp(prefix="bench-tp-")))
+    pub = Publisher(settings.bus.bind_endpoint(settings.bus.market_data), service="bench-feed")
+    feed = TriangleFeed(SYMBOLS, 10_000)  # few signals: measure the tick path
+    steps: list[LadderStep] = []
+    try:
+        with _pipeline(settings, ("signal-bridge",), pub) as pipe:
+            url = pipe.url("signal-bridge", "/metrics")
+
+            def counts() -> tuple[int, int]:
+                m = scrape(url)
+                received = total(m, "tradingsystem_messages_received_total", topic="trade")
+                return int(received), int(total(m, "tradingsystem_sequence_gap_messages_total"))
+
+            failures = 0
+            for rate in cfg.ladder:
+                r0, g0 = counts()
+                n = int(rate * cfg.ladder_seconds)
+                send_s = _paced_send(pub, feed, rate, n)
+                t_end = time.perf_counter()
+                drain_s, last = 0.0, -1
+                while time.perf_counter() - t_end < 10.0:
+                    received, gaps = counts()
+                    if received - r0 >= n or received == last:
+                        break
+                    last = received
+                    time.sleep(0.05)
+                    drain_s = time.perf_counter() - t_end
+                step = LadderStep(rate, n, send_s, received - r0, gaps - g0, drain_s)
+                steps.append(step)
+                failures = 0 if step.sustained else failures + 1
+                if failures >= 2:
+                    break
+                pub.heartbeat(every=0.0)
+    finally:
+        pub.close()
+    return steps
+
+
+def throughput_table(steps: list[LadderStep]) -> str:
+    ok = [s.offered for s in steps if s.sustained]
+    rows = [
+        (
+            f"{s.offered:,}/s",
+            f"{s.sent / s.send_s:,.0f}",
+            s.sent,
+            s.received,
+            s.lost,
+            s.gaps,
+            f"{s.drain_s:.2f}",
+            "yes" if s.sustained else "no",
+        )
+        for s in steps
+    ]
+    return render(
+        ("offered", "sent/s", "sent", "received", "lost", "seq gaps", "drain s", "sustained"),
+        rows,
+        f"market-data PUB -> signal-bridge process (strategy on), max sustained with zero loss: "
+        f"{max(ok):,}/s" if ok else "market-data PUB -> signal-bridge: no rate sustained",
+    )
+
+
+def _raw_subscriber(endpoint: str, n: int, ready: Any, out: Any) -> None:
+    sub = Subscriber(endpoint, [wire.TOPIC_TRADE, wire.TOPIC_HEARTBEAT])
+    while not sub.sock.poll(100):  # heartbeats prove the subscription is live
+        pass
+    sub.recv()
+    ready.set()
+    count = gaps = 0
+    first = last = 0.0
+    while count < n and sub.sock.poll(2000):
+        r = sub.recv()
+        if isinstance(r.msg, wire.Trade):
+            last = time.perf_counter()
+            first = first or last
+            count += 1
+            gaps += r.gap
+    out.put((count, gaps, last - first))
+    sub.close()
+
+
+def raw_hop(n: int) -> tuple[int, float, int, int, float]:
+    """Publisher -> Subscriber (decode + gap check only) in another process, unpaced."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    pub = Publisher(endpoint, service="bench-raw", sndhwm=n)
+    ctx = mp.get_context("spawn")
+    ready, out = ctx.Event(), ctx.Queue()
+    proc = ctx.Process(target=_raw_subscriber, args=(endpoint, n, ready, out), daemon=True)
+    proc.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.is_set() and time.monotonic() < deadline:
+            pub.publish(wire.Heartbeat(service="bench-raw"))
+            time.sleep(0.01)
+        feed = TriangleFeed(SYMBOLS, 10_000)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            pub.publish(feed.next())
+        send_s = time.perf_counter() - t0
+        count, gaps, recv_s = out.get(timeout=60)
+        return n, send_s, count, gaps, recv_s
+    finally:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+        pub.close()
+
+
+def raw_table(raw: tuple[int, float, int, int, float]) -> str:
+    n, send_s, count, gaps, recv_s = raw
+    return render(
+        ("messages", "publish/s", "received", "seq gaps", "decode/s"),
+        [(n, f"{n / send_s:,.0f}", count, gaps, f"{count / recv_s:,.0f}" if recv_s > 0 else "-")],
+        "raw hop capacity: Publisher -> Subscriber process, decode only, unpaced (target >= 100k/s)",
+    )
+
+
+def main(quick: bool = False, cfg: Config | None = None) -> None:
+    cfg = cfg or (QUICK if quick else Config())
+    print(latency_table(latency(cfg), cfg))
+    print()
+    print(throughput_table(throughput(cfg)))
+    print()
+    print(raw_table(raw_hop(cfg.raw_messages // (4 if quick else 1))))
+
+
+if __name__ == "__main__":
+    main()
