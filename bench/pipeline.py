@@ -53,14 +53,15 @@ ORDER_HIST = "tradingsystem_tick_to_order_latency_seconds"
 class Config:
     rates: tuple[int, ...] = (1_000, 5_000, 10_000)
     seconds: float = 10.0  # measured time per rate
-    order_rate: float = 150.0  # signals (= approved orders) per second, at every tick rate
+    order_rate: float = 300.0  # signals (= approved orders) per second, at every tick rate
+    exec_order_rate: float = 20.0  # with the execution engine (it submits serially over REST)
     warmup_s: float = 1.0
     ladder: tuple[int, ...] = (10_000, 25_000, 50_000, 75_000, 100_000, 150_000, 200_000)
     ladder_seconds: float = 2.0
     raw_messages: int = 200_000
 
 
-QUICK = Config(seconds=3.0, order_rate=100.0, ladder=(10_000, 50_000, 100_000), ladder_seconds=1.0)
+QUICK = Config(seconds=3.0, ladder=(10_000, 50_000, 100_000), ladder_seconds=1.0)
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -154,22 +155,24 @@ def _post_json(url: str, body: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def _pipeline(settings: Settings, names: tuple[str, ...], feed_pub: Publisher) -> Iterator[Pipeline]:
-    """Start ``names`` as child processes; stopped on exit whatever happens (Ctrl-C included)."""
+def _pipeline(settings: Settings) -> Iterator[Pipeline]:
+    """Child processes started with ``_start``; all stopped on exit, Ctrl-C included."""
     pipe = Pipeline(settings, workdir=Path(tempfile.mkdtemp(prefix="bench-pipeline-")))
     pipe.config_path.write_text(settings_yaml(settings))
     try:
-        for name in names:
-            pipe.start_process(name)
-            if name == "signal-bridge":
-                _wait_signal_bridge(pipe, feed_pub)
-            else:
-                pipe.wait_ready(name)
-            if name == "sim":  # the broker's 200/min REST limit is not what is measured
-                _post_json(pipe.url("sim", "/_sim/faults"), {"rate_limit_per_min": 0})
         yield pipe
     finally:
         pipe.stop()
+
+
+def _start(pipe: Pipeline, name: str, feed_pub: Publisher) -> None:
+    pipe.start_process(name)
+    if name == "signal-bridge":
+        _wait_signal_bridge(pipe, feed_pub)
+    else:
+        pipe.wait_ready(name)
+    if name == "sim":  # the broker's 200/min REST limit is not what is measured
+        _post_json(pipe.url("sim", "/_sim/faults"), {"rate_limit_per_min": 0})
 
 
 def _wait_signal_bridge(pipe: Pipeline, pub: Publisher, timeout: float = 30.0) -> None:
@@ -192,32 +195,37 @@ class RateResult:
     rate: int
     ticks: int = 0
     seconds: float = 0.0
-    intents: list[int] = field(default_factory=list)  # tick -> approved order (ns)
-    acks: list[int] = field(default_factory=list)  # tick -> first execution report (ns)
+    signals: list[int] = field(default_factory=list)  # tick -> signal (ns)
+    intents: list[int] = field(default_factory=list)  # tick -> approved order
+    acks: list[int] = field(default_factory=list)  # tick -> first execution report
     rejections: int = 0
-    submit_p50: str = "-"
-    submit_p99: str = "-"
-    submit_count: int = 0
+    submit: tuple[str, str, int] = ("-", "-", 0)  # execution's histogram: p50, p99, count
 
 
 class LatencyBench:
-    """Paced tick source plus the order/report collectors, all in one thread (no GIL sharing)."""
+    """Paced tick source plus the collectors, all in one thread (no GIL sharing)."""
 
     def __init__(self, pub: Publisher, settings: Settings) -> None:
         self.pub = pub
-        self.orders = Subscriber(settings.bus.risk, [wire.TOPIC_ORDER, wire.TOPIC_REJECT])
-        self.reports = Subscriber(settings.bus.execution, [wire.TOPIC_EXEC])
+        bus = settings.bus
+        self.subs = [
+            Subscriber(bus.signals, [wire.TOPIC_SIGNAL]),
+            Subscriber(bus.risk, [wire.TOPIC_ORDER, wire.TOPIC_REJECT]),
+            Subscriber(bus.execution, [wire.TOPIC_EXEC]),
+        ]
         self.poller = zmq.Poller()
-        self.poller.register(self.orders.sock, zmq.POLLIN)
-        self.poller.register(self.reports.sock, zmq.POLLIN)
+        for sub in self.subs:
+            self.poller.register(sub.sock, zmq.POLLIN)
+        self._by_sock = {sub.sock: sub for sub in self.subs}
         self._acked: set[str] = set()
         self._intent_cids: set[str] = set()
 
     def close(self) -> None:
-        self.orders.close()
-        self.reports.close()
+        for sub in self.subs:
+            sub.close()
 
-    def run(self, rate: int, seconds: float, order_rate: float, drain_s: float = 15.0) -> RateResult:
+    def run(self, rate: int, seconds: float, order_rate: float, *, acks: bool) -> RateResult:
+        """Send ``rate`` ticks/s for ``seconds``; then drain (until every order is acked if ``acks``)."""
         res = RateResult(rate)
         feed = TriangleFeed(SYMBOLS, round(rate / order_rate))
         n_total = int(rate * seconds)
@@ -230,13 +238,13 @@ class LatencyBench:
             self.pub.heartbeat(every=0.5)
             self._collect(res, timeout_ms=1)
         res.seconds = time.perf_counter() - t0
-        # Drain: intents arrive within ms; the execution engine may still work off a backlog.
-        deadline = time.monotonic() + drain_s
+        deadline = time.monotonic() + 15.0
         quiet_until = time.monotonic() + 0.5
+        self._intent_cids.clear()  # only this run's orders are waited for
         while time.monotonic() < deadline:
             if self._collect(res, timeout_ms=50):
                 quiet_until = time.monotonic() + 0.5
-            elif time.monotonic() > quiet_until and self._intent_cids <= self._acked:
+            elif time.monotonic() > quiet_until and (not acks or self._intent_cids <= self._acked):
                 break
             self.pub.heartbeat(every=0.5)
         return res
@@ -244,7 +252,7 @@ class LatencyBench:
     def _collect(self, res: RateResult, timeout_ms: int) -> int:
         got = 0
         for sock, _ in self.poller.poll(timeout_ms):
-            sub = self.orders if sock is self.orders.sock else self.reports
+            sub = self._by_sock[sock]
             while True:
                 try:
                     msg = sub.recv(zmq.NOBLOCK).msg
@@ -252,69 +260,77 @@ class LatencyBench:
                     break
                 now = time.time_ns()
                 got += 1
-                if isinstance(msg, wire.OrderIntent):
+                if isinstance(msg, wire.Signal):
+                    res.signals.append(now - msg.origin_ts)
+                elif isinstance(msg, wire.OrderIntent):
                     res.intents.append(now - msg.origin_ts)
                     self._intent_cids.add(msg.client_order_id)
                 elif isinstance(msg, wire.Rejection):
                     res.rejections += 1
                 elif isinstance(msg, wire.ExecutionReport) and msg.client_order_id not in self._acked:
                     self._acked.add(msg.client_order_id)
-                    if msg.client_order_id in self._intent_cids:
-                        res.acks.append(now - msg.origin_ts)
+                    res.acks.append(now - msg.origin_ts)
         return got
 
 
-def latency(cfg: Config) -> list[RateResult]:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-exec-"))
-    settings = bench_settings(workdir)
+@dataclass
+class LatencyResults:
+    two_hop: list[RateResult]  # signal-bridge + risk-manager only, many orders
+    three_hop: list[RateResult]  # plus execution-engine and the broker, fewer orders
+
+
+def latency(cfg: Config) -> LatencyResults:
+    settings = bench_settings(Path(tempfile.mkdtemp(prefix="bench-exec-")))
     pub = Publisher(settings.bus.bind_endpoint(settings.bus.market_data), service="bench-feed")
-    names = ("sim", "execution-engine", "risk-manager", "signal-bridge")
     try:
-        with _pipeline(settings, names, pub) as pipe:
+        with _pipeline(settings) as pipe:
+            for name in ("sim", "risk-manager", "signal-bridge"):
+                _start(pipe, name, pub)
             bench = LatencyBench(pub, settings)
             try:
                 # Warm-up: connects every subscriber (slow joiner), fills the strategies' averages.
-                bench.run(min(cfg.rates), cfg.warmup_s, cfg.order_rate)
-                results = []
+                bench.run(min(cfg.rates), cfg.warmup_s, cfg.order_rate, acks=False)
+                two = [bench.run(r, cfg.seconds, cfg.order_rate, acks=False) for r in cfg.rates]
+                _start(pipe, "execution-engine", pub)
+                bench.run(min(cfg.rates), cfg.warmup_s, cfg.exec_order_rate, acks=True)
                 exec_metrics = pipe.url("execution-engine", "/metrics")
+                three = []
                 for rate in cfg.rates:
                     before = scrape(exec_metrics)
-                    res = bench.run(rate, cfg.seconds, cfg.order_rate)
+                    res = bench.run(rate, cfg.seconds, cfg.exec_order_rate, acks=True)
                     after = scrape(exec_metrics)
-                    res.submit_p50 = hist_quantile_us(before, after, 0.5)
-                    res.submit_p99 = hist_quantile_us(before, after, 0.99)
-                    res.submit_count = int(total(after, f"{ORDER_HIST}_count") - total(before, f"{ORDER_HIST}_count"))
-                    results.append(res)
-                return results
+                    count = total(after, f"{ORDER_HIST}_count") - total(before, f"{ORDER_HIST}_count")
+                    res.submit = (
+                        hist_quantile_us(before, after, 0.5),
+                        hist_quantile_us(before, after, 0.99),
+                        int(count),
+                    )
+                    three.append(res)
+                return LatencyResults(two, three)
             finally:
                 bench.close()
     finally:
         pub.close()
 
 
-def latency_table(results: list[RateResult], cfg: Config) -> str:
-    rows = []
-    for r in results:
-        rows.append(
-            (
-                f"{r.rate:,}/s",
-                f"{r.ticks / r.seconds:,.0f}",
-                "tick -> approved order (risk PUB, 2 hops)",
-                len(r.intents),
-                *percentiles_us(r.intents),
-            )
-        )
-        rows.append(
-            ("", "", "tick -> broker ack (exec report, 3 hops + REST)", len(r.acks), *percentiles_us(r.acks))
-        )
-        rows.append(
-            ("", "", "tick -> submit start (exec histogram, bucket)", r.submit_count, r.submit_p50, r.submit_p99, "-")
-        )
+def latency_table(results: LatencyResults, cfg: Config) -> str:
+    rows: list[tuple[object, ...]] = []
+    for phase, runs in (("2 hops", results.two_hop), ("3 hops", results.three_hop)):
+        for r in runs:
+            head = (f"{r.rate:,}", f"{r.ticks / r.seconds:,.0f}", phase)
+            rows.append((*head, "tick -> signal", len(r.signals), *percentiles_us(r.signals)))
+            rows.append(("", "", "", "tick -> approved order", len(r.intents), *percentiles_us(r.intents)))
+            if phase == "3 hops":
+                p50, p99, n = r.submit
+                rows.append(("", "", "", "tick -> submit start (histogram)", n, p50, p99, "-"))
+                rows.append(("", "", "", "tick -> broker ack", len(r.acks), *percentiles_us(r.acks)))
+    rejections = sum(r.rejections for r in (*results.two_hop, *results.three_hop))
     return render(
-        ("offered", "sent/s", "endpoint", "samples", "p50 us", "p99 us", "p999 us"),
+        ("ticks/s", "sent/s", "phase", "endpoint", "samples", "p50 us", "p99 us", "p999 us"),
         rows,
-        f"tick -> order latency, {cfg.seconds:g} s per rate, ~{cfg.order_rate:g} orders/s "
-        f"(rejections: {sum(r.rejections for r in results)})",
+        f"tick -> order latency, {cfg.seconds:g} s per rate; 2 hops: ~{cfg.order_rate:g} orders/s, "
+        f"no execution engine; 3 hops: ~{cfg.exec_order_rate:g} orders/s to the simulated broker "
+        f"(risk rejections: {rejections})",
     )
 
 
@@ -358,7 +374,8 @@ def throughput(cfg: Config) -> list[LadderStep]:
     feed = TriangleFeed(SYMBOLS, 10_000)  # few signals: measure the tick path
     steps: list[LadderStep] = []
     try:
-        with _pipeline(settings, ("signal-bridge",), pub) as pipe:
+        with _pipeline(settings) as pipe:
+            _start(pipe, "signal-bridge", pub)
             url = pipe.url("signal-bridge", "/metrics")
 
             def counts() -> tuple[int, int]:
@@ -409,8 +426,9 @@ def throughput_table(steps: list[LadderStep]) -> str:
     return render(
         ("offered", "sent/s", "sent", "received", "lost", "seq gaps", "drain s", "sustained"),
         rows,
-        f"market-data PUB -> signal-bridge process (strategy on), max sustained with zero loss: "
-        f"{max(ok):,}/s" if ok else "market-data PUB -> signal-bridge: no rate sustained",
+        f"market-data PUB -> signal-bridge process (strategy on), max sustained with zero loss: {max(ok):,}/s"
+        if ok
+        else "market-data PUB -> signal-bridge: no rate sustained",
     )
 
 

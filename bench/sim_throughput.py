@@ -127,7 +127,7 @@ def _measure(kind: str, steps_per_s: float, seconds: float) -> tuple[float, floa
 
 def main(quick: bool = False) -> None:
     seconds = 2.0 if quick else 5.0
-    rates = (250, 2_500, 10_000) if quick else (250, 2_500, 10_000, 25_000, 100_000)
+    rates = (250, 2_500, 10_000) if quick else (250, 2_500, 5_000, 10_000, 25_000, 100_000)
     logging.getLogger("tradingsystem.sim").setLevel(logging.ERROR)  # the expected slow-client warnings
     rows = []
     best: dict[str, float] = {}

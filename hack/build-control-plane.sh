@@ -29,6 +29,8 @@ if command -v flock >/dev/null; then
 fi
 
 have() { [ -x "$ASSETS/$1" ]; }
+k8s_minor="${K8S_VERSION#v1.}"
+k8s_minor="${k8s_minor%%.*}"
 
 if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ] && [ -x "$KUBEBUILDER_ASSETS/etcd" ]; then
   log "using KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS for etcd and kube-apiserver"
@@ -70,8 +72,6 @@ GOSRC
     log "resolving dependencies (downloads a few hundred MB the first time)"
     go mod tidy -e >/dev/null 2>&1 || go mod tidy
   fi
-  k8s_minor="${K8S_VERSION#v1.}"
-  k8s_minor="${k8s_minor%%.*}"
   for b in kube-apiserver kube-controller-manager; do
     if ! have "$b"; then
       log "building $b $K8S_VERSION (several minutes on 2 cores)"
@@ -120,7 +120,13 @@ fi
 # --- helm -------------------------------------------------------------------------
 if ! have helm; then
   log "building helm $HELM_VERSION"
-  GOBIN="$ASSETS" go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  # Without the k8sVersion flags helm assumes a Kubernetes 1.20 cluster for client-side
+  # rendering and linting; stamp the minor we test against.
+  hv="helm.sh/helm/v3"
+  GOBIN="$ASSETS" go install -trimpath -ldflags "-s -w -X $hv/internal/version.version=$HELM_VERSION \
+    -X $hv/pkg/chartutil.k8sVersionMajor=1 -X $hv/pkg/chartutil.k8sVersionMinor=$k8s_minor \
+    -X $hv/pkg/lint/rules.k8sVersionMajor=1 -X $hv/pkg/lint/rules.k8sVersionMinor=$k8s_minor" \
+    "$hv/cmd/helm@$HELM_VERSION"
   log "built $ASSETS/helm"
 fi
 

@@ -200,7 +200,10 @@ async def test_spec_and_secret_changes_roll_pods_without_leaking_the_secret(
     )
     await cluster.core.create_namespaced_secret(cluster.ns, secret)
     await cluster.create(ts_body("paper", mode="paper", credentials={"secretName": "alpaca"}))
-    first = await eventually(lambda: cluster.pod_hash("paper-market-data"), "market-data deployment")
+    await eventually(
+        lambda: cluster.deployment("paper-execution-engine"), "every deployment (the last applied)"
+    )
+    first = await cluster.pod_hash("paper-market-data")
     env = (await cluster.deployment("paper-execution-engine")).spec.template.spec.containers[0].env
     assert {e.name: e.value_from.secret_key_ref.key for e in env} == {
         "ALPACA_API_KEY": "ALPACA_API_KEY",

@@ -1,0 +1,148 @@
+"""Helpers for the end-to-end tests: free ports, settings, polling, and reads of the services.
+
+Everything here talks to the processes over their real interfaces (HTTP on 127.0.0.1),
+never to their objects. Waits poll a condition until a generous deadline, so a loaded
+machine makes a test slower, not red.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tradingsystem.common.config import Settings
+from tradingsystem.supervisor import Pipeline, get_json, scrape, settings_yaml, total
+
+T = TypeVar("T")
+
+DEADLINE_S = 60.0  # per condition; reached only when something is broken
+POLL_S = 0.2
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pipeline_settings(workdir: Path, **sections: Any) -> Settings:
+    """Settings with every bus endpoint, HTTP port and the simulator on free loopback ports.
+
+    ``sections`` are merged into the defaults per section (``risk={"max_order_qty": 5}``).
+    """
+
+    def bus() -> str:
+        return f"tcp://127.0.0.1:{free_port()}"
+
+    base: dict[str, Any] = {
+        "mode": "sim",
+        "log_format": "text",
+        "bus": {
+            "market_data": bus(),
+            "signals": bus(),
+            "risk": bus(),
+            "execution": bus(),
+            "heartbeat_interval_s": 0.5,
+        },
+        "market_data": {"http_port": free_port()},
+        "signals": {"http_port": free_port()},
+        "risk": {"http_port": free_port()},
+        "execution": {"http_port": free_port(), "db_path": str(workdir / "execution.sqlite")},
+        "sim": {"port": free_port()},
+    }
+    for name, values in sections.items():
+        if isinstance(values, dict):
+            base[name] = {**base.get(name, {}), **values}
+        else:
+            base[name] = values
+    return Settings(**base)
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = DEADLINE_S) -> T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(POLL_S)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def metric(p: Pipeline, process: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` (with ``labels``) on ``process``'s /metrics page."""
+    return total(scrape(p.url(process, "/metrics")), name, **labels)
+
+
+def post_json(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return resp.status, json.loads(resp.read() or b"null")
+
+
+def ledger(p: Pipeline) -> dict[str, Any]:
+    status, snap = get_json(p.url("sim", "/_sim/ledger"), timeout=5)
+    assert status == 200, f"GET /_sim/ledger answered {status}"
+    return snap  # type: ignore[no-any-return]
+
+
+def risk_state(p: Pipeline) -> dict[str, Any]:
+    status, state = get_json(p.url("risk-manager", "/state"), timeout=5)
+    assert status == 200, f"GET /state answered {status}"
+    return state  # type: ignore[no-any-return]
+
+
+def control(p: Pipeline, action: str, reason: str = "e2e") -> dict[str, Any]:
+    status, body = post_json(p.url("risk-manager", "/control"), {"action": action, "reason": reason})
+    assert status == 200
+    return body  # type: ignore[no-any-return]
+
+
+def rejects(p: Pipeline, reason: str) -> float:
+    return metric(p, "risk-manager", "tradingsystem_risk_rejects_total", reason=reason)
+
+
+def restart_risk_manager(p: Pipeline, **risk: Any) -> None:
+    """Restart only the risk manager with changed ``risk`` settings; the rest keeps running.
+
+    The new process reconciles its positions from the simulator at start, as in production.
+    """
+    p.stop_process("risk-manager")
+    p.settings = p.settings.model_copy(
+        update={"risk": p.settings.risk.model_copy(update=risk)}, deep=True
+    )
+    p.config_path.write_text(settings_yaml(p.settings))
+    p.start_process("risk-manager")
+    p.wait_ready("risk-manager")
+
+
+def stop_and_check(p: Pipeline) -> None:
+    """Stop every child and check that none is left running."""
+    children = list(p.procs.values())
+    p.stop()
+    alive = [c.args for c in children if c.poll() is None]
+    assert not alive, f"still running after stop: {alive}"
+
+
+@contextmanager
+def running_pipeline(settings: Settings, workdir: Path) -> Iterator[Pipeline]:
+    """The simulator and the four services, started in order and always stopped.
+
+    Config, logs and the execution store live in ``workdir`` (kept by pytest for a look
+    after a failure).
+    """
+    pipeline = Pipeline(settings, workdir=workdir)
+    try:
+        pipeline.start(timeout=90)
+        yield pipeline
+    finally:
+        stop_and_check(pipeline)
