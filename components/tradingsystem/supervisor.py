@@ -32,13 +32,13 @@ ORDER = ("market-data", "signal-bridge", "risk-manager", "execution-engine")
 
 
 def http_port(settings: Settings, name: str) -> int:
-    section = {
-        "market-data": settings.market_data,
-        "signal-bridge": settings.signals,
-        "risk-manager": settings.risk,
-        "execution-engine": settings.execution,
-    }[name]
-    return section.http_port
+    ports = {
+        "market-data": settings.market_data.http_port,
+        "signal-bridge": settings.signals.http_port,
+        "risk-manager": settings.risk.http_port,
+        "execution-engine": settings.execution.http_port,
+    }
+    return ports[name]
 
 
 def settings_yaml(settings: Settings) -> str:

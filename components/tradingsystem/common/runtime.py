@@ -79,7 +79,7 @@ class HttpEndpoint:
     """Serves metrics and probes on one port in a daemon thread."""
 
     def __init__(self, host: str, port: int, health: Health, routes: dict[str, Route] | None = None) -> None:
-        routes = routes or {}
+        table: dict[str, Route] = routes or {}
         hl = health
 
         class Handler(BaseHTTPRequestHandler):
@@ -99,21 +99,21 @@ class HttpEndpoint:
                 elif path == "/readyz":
                     body = json.dumps({"ready": hl.ready, **hl.detail}, default=str).encode()
                     self._send(200 if hl.ready else 503, body)
-                elif path in routes:
+                elif path in table:
                     self._route(path, b"")
                 else:
                     self._send(404, b'{"error":"not found"}')
 
             def do_POST(self) -> None:
                 path = self.path.split("?", 1)[0]
-                if path not in routes:
+                if path not in table:
                     self._send(404, b'{"error":"not found"}')
                     return
                 length = int(self.headers.get("Content-Length") or 0)
                 self._route(path, self.rfile.read(length) if length else b"")
 
             def _route(self, path: str, body: bytes) -> None:
-                status, payload = routes[path](body)
+                status, payload = table[path](body)
                 self._send(status, json.dumps(payload, default=str).encode())
 
             def log_message(self, format: str, *args: Any) -> None:  # probes every few seconds: stay quiet
