@@ -27,6 +27,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import signal
 import socket
 import tempfile
 import time
@@ -48,6 +49,7 @@ from tradingsystem.supervisor import Pipeline, get_json, scrape, settings_yaml, 
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN"]
 TICK_STEP = 1e-5  # relative price step of the triangle wave: far inside the risk price band
 ORDER_HIST = "tradingsystem_tick_to_order_latency_seconds"
+STALL_S = 0.5  # a subscriber that takes nothing for this long has lost the rest
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,8 @@ def hist_quantile_us(before: dict[str, float], after: dict[str, float], q: float
 
 class TriangleFeed:
     """Trades round-robin over the symbols; each symbol's price rises for ``leg`` of its ticks,
-    then falls for ``leg``: a fast=1/slow=2 EMA crossover signals once per turn."""
+    then falls for ``leg``: a fast=1/slow=2 EMA crossover signals at every turn, so one signal
+    per ``leg`` ticks overall."""
 
     def __init__(self, symbols: list[str], leg: int) -> None:
         self.symbols = symbols
@@ -397,14 +400,17 @@ def throughput(cfg: Config) -> list[LadderStep]:
                 n = int(rate * cfg.ladder_seconds)
                 send_s = _paced_send(pub, feed, rate, n)
                 t_end = time.perf_counter()
-                last = -1
+                # Poll until all arrived, or nothing more arrived for STALL_S (the rest is lost).
+                last, progress_at = -1, t_end
                 while True:
                     received, gaps = counts()
-                    drain_s = time.perf_counter() - t_end
-                    if received - r0 >= n or received == last or drain_s > 10.0:
+                    now = time.perf_counter()
+                    drain_s = now - t_end
+                    if received != last:
+                        last, progress_at = received, now
+                    if received - r0 >= n or now - progress_at > STALL_S or drain_s > 10.0:
                         break
-                    last = received
-                    time.sleep(0.05)
+                    time.sleep(0.02)
                 step = LadderStep(rate, n, send_s, received - r0, gaps - g0, drain_s)
                 steps.append(step)
                 failures = 0 if step.sustained else failures + 1
@@ -435,7 +441,8 @@ def throughput_table(steps: list[LadderStep]) -> str:
     return render(
         ("offered", "sent/s", "sent", "received", "lost", "seq gaps", "drain s", "sustained"),
         rows,
-        f"market-data PUB -> signal-bridge process (strategy on), max sustained with zero loss: {max(ok):,}/s"
+        "market-data PUB -> signal-bridge process (strategy on), "
+        f"max sustained with zero loss: {max(ok):,.0f}/s"
         if ok
         else "market-data PUB -> signal-bridge: no rate sustained",
     )
@@ -449,6 +456,7 @@ def _raw_subscriber(endpoint: str, n: int, ready: Any, out: Any) -> None:
     ready.set()
     count = gaps = 0
     first = last = 0.0
+    latencies: list[int] = []
     while count < n:
         try:
             r = sub.recv(zmq.NOBLOCK)
@@ -457,16 +465,28 @@ def _raw_subscriber(endpoint: str, n: int, ready: Any, out: Any) -> None:
                 break
             continue
         if isinstance(r.msg, wire.Trade):
+            latencies.append(time.time_ns() - r.msg.ts)
             last = time.perf_counter()
             first = first or last
             count += 1
             gaps += r.gap
-    out.put((count, gaps, last - first))
+    out.put((count, gaps, last - first, percentiles_us(latencies)))
     sub.close()
 
 
-def raw_hop(n: int) -> tuple[int, float, int, int, float]:
-    """Publisher -> Subscriber (decode + gap check only) in another process, unpaced."""
+@dataclass
+class RawHop:
+    rate: int | None  # None: unpaced
+    sent: int
+    send_s: float
+    received: int
+    gaps: int
+    recv_s: float
+    latency_us: tuple[float | str, ...]
+
+
+def raw_hop(n: int, rate: int | None = None) -> RawHop:
+    """Publisher -> Subscriber (decode + gap check only) in another process."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     pub = Publisher(endpoint, service="bench-raw", sndhwm=n)
     ctx = mp.get_context("spawn")
@@ -479,12 +499,15 @@ def raw_hop(n: int) -> tuple[int, float, int, int, float]:
             pub.publish(wire.Heartbeat(service="bench-raw"))
             time.sleep(0.01)
         feed = TriangleFeed(SYMBOLS, 10_000)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            pub.publish(feed.next())
-        send_s = time.perf_counter() - t0
-        count, gaps, recv_s = out.get(timeout=60)
-        return n, send_s, count, gaps, recv_s
+        if rate is None:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                pub.publish(feed.next())
+            send_s = time.perf_counter() - t0
+        else:
+            send_s = _paced_send(pub, feed, rate, n)
+        count, gaps, recv_s, latency_us = out.get(timeout=60)
+        return RawHop(rate, n, send_s, count, gaps, recv_s, latency_us)
     finally:
         proc.join(timeout=5)
         if proc.is_alive():
@@ -492,25 +515,56 @@ def raw_hop(n: int) -> tuple[int, float, int, int, float]:
         pub.close()
 
 
-def raw_table(raw: tuple[int, float, int, int, float]) -> str:
-    n, send_s, count, gaps, recv_s = raw
+def raw_table(hops: list[RawHop]) -> str:
+    rows = [
+        (
+            f"{h.rate:,}/s" if h.rate else "unpaced",
+            h.sent,
+            f"{h.sent / h.send_s:,.0f}",
+            h.received,
+            h.gaps,
+            f"{h.received / h.recv_s:,.0f}" if h.recv_s > 0 else "-",
+            *(h.latency_us if h.rate else ("-", "-", "-")),  # unpaced latency is queueing
+        )
+        for h in hops
+    ]
     return render(
-        ("messages", "publish/s", "received", "seq gaps", "decode/s"),
-        [(n, f"{n / send_s:,.0f}", count, gaps, f"{count / recv_s:,.0f}" if recv_s > 0 else "-")],
-        "raw hop capacity: Publisher -> Subscriber process, decode only, unpaced (target >= 100k/s)",
+        (
+            "offered",
+            "messages",
+            "publish/s",
+            "received",
+            "seq gaps",
+            "decode/s",
+            "p50 us",
+            "p99 us",
+            "p999 us",
+        ),
+        rows,
+        "one raw hop: Publisher -> Subscriber in another process, decode only (target >= 100k/s)",
     )
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(quick: bool = False, cfg: Config | None = None) -> None:
     cfg = cfg or (QUICK if quick else Config())
-    # Other work on the host moves the tails a lot on 2 vCPUs: say how busy it was.
-    print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-    print(latency_table(latency(cfg), cfg))
-    print()
-    print(throughput_table(throughput(cfg)))
-    print()
-    print(raw_table(raw_hop(cfg.raw_messages)))
-    print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the child processes are stopped.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        # Other work on the host moves the tails a lot on 2 vCPUs: say how busy it was.
+        print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+        print(latency_table(latency(cfg), cfg))
+        print()
+        print(throughput_table(throughput(cfg)))
+        print()
+        paced = min(cfg.raw_messages, 5 * max(cfg.rates))  # 5 s at the top tick rate
+        print(raw_table([raw_hop(paced, max(cfg.rates)), raw_hop(cfg.raw_messages)]))
+        print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ PIPELINE = Dashboard(
                 Panel(
                     "Messages published",
                     "Messages each service publishes on the bus per second, by topic kind "
-                    "(trade, quote, bar, signal, order, report, hb). A line dropping to zero means "
+                    "(trade, quote, bar, signal, order, exec, hb, ...). A line dropping to zero means "
                     "that stage stopped producing.",
                     _t(
                         f"sum by (service, topic) (rate(tradingsystem_messages_published_total{{{NS}}}[{RATE}]))",

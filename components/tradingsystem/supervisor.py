@@ -1,7 +1,7 @@
 """``tradingsystem run``: the simulator and the four services as separate processes.
 
 The supervisor writes the validated settings to one YAML file (secrets excluded: children
-inherit ``ALPACA_*`` from the environment), starts the processes in pipeline order, waits
+inherit ``ALPACA_*`` from the environment), starts the processes consumers first, waits
 for each ``/readyz``, then prints a live summary read from the services' own endpoints
 until Ctrl-C or ``duration``. ``Pipeline`` is also what the end-to-end tests use.
 """
@@ -29,6 +29,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tradingsystem.common.config import Mode, Settings
 
 ORDER = ("market-data", "signal-bridge", "risk-manager", "execution-engine")
+# Consumers start before producers, so execution-engine is subscribed to the risk manager
+# before the first signal exists: an order approved earlier would be published to nobody,
+# and the risk manager would keep its quantity reserved forever. market-data precedes
+# signal-bridge, which is only ready once ticks arrive. Stopping reverses this: the sources
+# stop first and the execution engine last, after the orders in flight.
+START_ORDER = ("execution-engine", "risk-manager", "market-data", "signal-bridge")
 
 
 def http_port(settings: Settings, name: str) -> int:
@@ -140,7 +146,7 @@ class Pipeline:
     def start(self, timeout: float = 60.0) -> Pipeline:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(settings_yaml(self.settings))
-        names = (("sim",) if self.settings.mode is Mode.SIM else ()) + ORDER
+        names = (("sim",) if self.settings.mode is Mode.SIM else ()) + START_ORDER
         for name in names:
             self.start_process(name)
             self.wait_ready(name, timeout)

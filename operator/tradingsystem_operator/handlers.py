@@ -18,9 +18,10 @@ from typing import Any, cast
 import kopf
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.config.config_exception import ConfigException
+from prometheus_client import REGISTRY
 
 from tradingsystem_operator import apply as k8s
-from tradingsystem_operator.metrics import RECONCILE_DURATION, RECONCILES
+from tradingsystem_operator.metrics import RECONCILE_DURATION, RECONCILE_RESULTS, RECONCILES
 from tradingsystem_operator.models import GROUP, KIND, PLURAL, VERSION
 from tradingsystem_operator.reconcile import reconcile
 from tradingsystem_operator.render import MANAGER
@@ -48,7 +49,6 @@ async def startup(
     settings.posting.reporting_component = MANAGER
     settings.posting.level = logging.WARNING
     settings.scanning.disabled = True  # no cluster-wide list of CRDs/namespaces: tighter RBAC
-    settings.networking.request_timeout = 30
     settings.watching.server_timeout = 300
     try:
         config.load_incluster_config()
@@ -78,7 +78,11 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.probe(id="reconciles")
 def probe(**_: Any) -> float:
-    return sum(RECONCILES.labels(r)._value.get() for r in ("success", "error"))
+    """Served on the liveness endpoint: reconcile passes so far (answers only if the loop is alive)."""
+    return sum(
+        REGISTRY.get_sample_value("tradingsystem_operator_reconciles_total", {"result": r}) or 0.0
+        for r in RECONCILE_RESULTS
+    )
 
 
 async def _run(body: Mapping[str, Any], memo: kopf.Memo, retry: int) -> None:

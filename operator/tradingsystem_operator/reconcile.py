@@ -89,7 +89,7 @@ async def reconcile(
         await k8s.prune(api, owner.namespace, owner.name, keep, kinds)
         _, ready = await k8s.observe(api, owner.namespace, owner.name)
         status = compute_status(
-            spec, generation, rendered.desired, ready, rendered.waiting_on, None, previous, now()
+            spec.halted, generation, rendered.desired, ready, rendered.waiting_on, None, previous, now()
         )
         status["services"] = _drop_gone(previous, status["services"])
         await k8s.patch_status(api, owner.namespace, owner.name, status)
@@ -115,11 +115,12 @@ async def _report_problem(
     spec: TradingSystemSpec | None = None,
 ) -> Outcome:
     """Degraded with the reason; per-service counts stay as last observed."""
-    basis = spec or TradingSystemSpec.model_construct(halted=False)
     services = previous.get("services") or {}
     desired = {n: int(s.get("desired") or 0) for n, s in services.items()}
     ready = {n: int(s.get("ready") or 0) for n, s in services.items()}
-    status = compute_status(basis, generation, desired, ready, {}, problem, previous, now())
+    status = compute_status(
+        spec is not None and spec.halted, generation, desired, ready, {}, problem, previous, now()
+    )
     with contextlib.suppress(ApiException):  # the caller reports it as an event and retries anyway
         await k8s.patch_status(api, owner.namespace, owner.name, status)
     return Outcome(status, problem)

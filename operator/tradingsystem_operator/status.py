@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tradingsystem_operator.models import TradingSystemSpec
-
 CONDITION_PREFIX = {
     "sim": "Simulator",
     "market-data": "MarketData",
@@ -70,7 +68,7 @@ def paused_status(previous: Mapping[str, Any], generation: int, timestamp: str) 
 
 
 def compute_status(
-    spec: TradingSystemSpec,
+    halted: bool,
     generation: int,
     desired: Mapping[str, int],
     ready: Mapping[str, int],
@@ -98,7 +96,7 @@ def compute_status(
                 )
             )
         elif want == 0:
-            why = "Halted" if name == "execution-engine" and spec.halted else "ScaledToZero"
+            why = "Halted" if name == "execution-engine" and halted else "ScaledToZero"
             conds.append(_cond(f"{prefix}Ready", True, why, "0 replicas requested", generation))
         elif have >= want:
             conds.append(_cond(f"{prefix}Ready", True, "Available", f"{have}/{want} ready", generation))
@@ -122,9 +120,9 @@ def compute_status(
     conds.append(
         _cond(
             "Halted",
-            spec.halted,
-            "KillSwitchOn" if spec.halted else "Trading",
-            "execution-engine scaled to 0, risk-manager in HALT" if spec.halted else "",
+            halted,
+            "KillSwitchOn" if halted else "Trading",
+            "execution-engine scaled to 0, risk-manager in HALT" if halted else "",
             generation,
         )
     )
@@ -136,7 +134,7 @@ def compute_status(
             problem.message if problem else "",
         )
     elif all_ready:
-        phase, ready_reason, msg = ("Halted" if spec.halted else "Running"), "AllServicesReady", ""
+        phase, ready_reason, msg = ("Halted" if halted else "Running"), "AllServicesReady", ""
     else:
         phase, ready_reason = "Progressing", "ServicesNotReady"
         msg = (

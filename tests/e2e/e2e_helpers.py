@@ -92,19 +92,19 @@ def post_json(url: str, body: dict[str, Any]) -> tuple[int, Any]:
 def ledger(p: Pipeline) -> dict[str, Any]:
     status, snap = get_json(p.url("sim", "/_sim/ledger"), timeout=5)
     assert status == 200, f"GET /_sim/ledger answered {status}"
-    return snap  # type: ignore[no-any-return]
+    return snap
 
 
 def risk_state(p: Pipeline) -> dict[str, Any]:
     status, state = get_json(p.url("risk-manager", "/state"), timeout=5)
     assert status == 200, f"GET /state answered {status}"
-    return state  # type: ignore[no-any-return]
+    return state
 
 
 def control(p: Pipeline, action: str, reason: str = "e2e") -> dict[str, Any]:
     status, body = post_json(p.url("risk-manager", "/control"), {"action": action, "reason": reason})
     assert status == 200
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 def rejects(p: Pipeline, reason: str) -> float:
@@ -117,9 +117,7 @@ def restart_risk_manager(p: Pipeline, **risk: Any) -> None:
     The new process reconciles its positions from the simulator at start, as in production.
     """
     p.stop_process("risk-manager")
-    p.settings = p.settings.model_copy(
-        update={"risk": p.settings.risk.model_copy(update=risk)}, deep=True
-    )
+    p.settings = p.settings.model_copy(update={"risk": p.settings.risk.model_copy(update=risk)}, deep=True)
     p.config_path.write_text(settings_yaml(p.settings))
     p.start_process("risk-manager")
     p.wait_ready("risk-manager")

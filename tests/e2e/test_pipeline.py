@@ -53,7 +53,10 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
 
 
 def test_ticks_flow_a_strategy_fires_and_orders_fill(pipeline: Pipeline) -> None:
-    wait_for("ticks at market-data", lambda: metric(pipeline, "market-data", "tradingsystem_marketdata_ticks_total"))
+    wait_for(
+        "ticks at market-data",
+        lambda: metric(pipeline, "market-data", "tradingsystem_marketdata_ticks_total"),
+    )
     wait_for("signals", lambda: metric(pipeline, "signal-bridge", "tradingsystem_signals_total"))
     wait_for(
         "approved orders",

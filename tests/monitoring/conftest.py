@@ -78,20 +78,37 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
     def endpoint() -> str:
         return f"tcp://127.0.0.1:{free_port()}"
 
-    settings = Settings.model_validate(
-        {
-            "sim": {"port": free_port()},
-            "bus": {
-                "market_data": endpoint(),
-                "signals": endpoint(),
-                "risk": endpoint(),
-                "execution": endpoint(),
-            },
-            "market_data": {"http_port": free_port()},
-            "signals": {"http_port": free_port()},
-            "risk": {"http_port": free_port()},
-            "execution": {"http_port": free_port(), "db_path": str(tmp_path / "execution.sqlite")},
-        }
-    )
-    with Pipeline(settings, workdir=tmp_path / "pipeline") as running:
+    def start(attempt: int) -> Pipeline:
+        settings = Settings.model_validate(
+            {
+                "sim": {"port": free_port()},
+                "bus": {
+                    "market_data": endpoint(),
+                    "signals": endpoint(),
+                    "risk": endpoint(),
+                    "execution": endpoint(),
+                },
+                "market_data": {"http_port": free_port()},
+                "signals": {"http_port": free_port()},
+                "risk": {"http_port": free_port()},
+                "execution": {
+                    "http_port": free_port(),
+                    "db_path": str(tmp_path / f"execution-{attempt}.sqlite"),
+                },
+            }
+        )
+        running = Pipeline(settings, workdir=tmp_path / f"pipeline-{attempt}")
+        try:
+            return running.start()
+        except (RuntimeError, TimeoutError):
+            running.stop()  # start() leaves the processes it did start running
+            raise
+
+    try:
+        running = start(1)
+    except RuntimeError:  # a process exited: one of the free ports was taken by another test meanwhile
+        running = start(2)
+    try:
         yield running
+    finally:
+        running.stop()

@@ -19,6 +19,7 @@ import yaml
 from kopf.testing import KopfRunner
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
+from prometheus_client import REGISTRY
 
 from tradingsystem_operator.render import HASH_ANNOTATION
 
@@ -141,7 +142,11 @@ async def test_create_owns_children_and_starts_in_order_then_halts_and_pauses(
         lambda: _waiting(cluster, "demo", "market-data", "sim"), "status: market-data waits for sim"
     )
     assert st["phase"] == "Progressing"
-    owner_uid = (await cluster.get("demo"))["metadata"]["uid"]
+    meta = (await cluster.get("demo"))["metadata"]
+    owner_uid = meta["uid"]
+    # kopf's marks use our own prefix, never kopf.zalando.org.
+    assert meta["finalizers"] == ["tradingsystem.dev/finalizer"]
+    assert not [k for k in meta.get("annotations", {}) if "kopf.zalando.org" in k]
     deployments = (await cluster.apps.list_namespaced_deployment(cluster.ns)).items
     assert {d.metadata.name for d in deployments} == {f"demo-{s}" for s in ("sim", *PIPELINE)}
     for listing in (
@@ -256,11 +261,17 @@ async def test_missing_secret_is_reported_and_nothing_is_applied_until_it_exists
     await eventually(lambda: _cond_status(cluster, "nokeys", "Degraded", "False"), "Degraded cleared")
 
 
+def reconciles(result: str) -> float:
+    return REGISTRY.get_sample_value("tradingsystem_operator_reconciles_total", {"result": result}) or 0.0
+
+
 async def test_delete_removes_everything_without_a_stuck_finalizer(
     operator: KopfRunner, cluster: Cluster
 ) -> None:
+    before = reconciles("success")
     await cluster.create(ts_body("gone"))
     await eventually(lambda: cluster.deployment("gone-sim"), "children")
+    assert reconciles("success") > before  # the operator's /metrics counts passes
     await cluster.custom.delete_namespaced_custom_object(G, V, cluster.ns, P, "gone")
     await eventually(lambda: _absent(cluster.get("gone")), "TradingSystem deleted")
     await eventually(lambda: _no_deployments(cluster), "children garbage-collected")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from decimal import Decimal
 
 from tradingsystem.common.wire import (
     ExecutionReport,
@@ -62,6 +63,11 @@ _BROKER_STATUS: dict[str, OrderStatus] = {
 
 # Quantities are floats on the wire (fractional shares); below this they are equal.
 QTY_EPS = 1e-9
+
+
+def _dec(x: float) -> Decimal:
+    """The decimal a float was written as (``53.28`` -> ``Decimal('53.28')``)."""
+    return Decimal(repr(x))
 
 
 class IllegalTransition(ValueError):
@@ -162,9 +168,14 @@ class Order:
         if cum_qty <= self.filled_qty + QTY_EPS or cum_avg is None:
             return None
         delta = cum_qty - self.filled_qty
-        # Price of just this fill, recovered from the change in cumulative notional.
-        prev_notional = self.filled_qty * (self.avg_fill_price or 0.0)
-        price = (cum_qty * cum_avg - prev_notional) / delta
+        # Price of just this fill, recovered from the change in cumulative notional. In
+        # decimals, not floats: a first fill must come out as exactly the broker's price
+        # (float 5 * 53.28 / 5 is 53.279999999999994), or positions and P&L downstream drift
+        # from the broker's books.
+        prev_notional = _dec(self.filled_qty) * _dec(self.avg_fill_price or 0.0)
+        price = float(
+            (_dec(cum_qty) * _dec(cum_avg) - prev_notional) / (_dec(cum_qty) - _dec(self.filled_qty))
+        )
         self.filled_qty = cum_qty
         self.avg_fill_price = cum_avg
         return Fill(delta, price)

@@ -1,0 +1,117 @@
+"""The operator works with nothing but rbac.yaml: it runs as a ServiceAccount token, namespace-scoped
+(the ClusterRole bound by a RoleBinding), and reconciles a TradingSystem end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kopf.testing import KopfRunner
+from kubernetes_asyncio import client
+
+from tradingsystem_operator import apply as k8s
+from tradingsystem_operator.controlplane import ControlPlane
+
+RBAC = Path(k8s.__file__).with_name("rbac.yaml")
+
+
+async def service_account_kubeconfig(
+    api: client.ApiClient, cp: ControlPlane, namespace: str, directory: Path
+) -> Path:
+    docs = list(yaml.safe_load_all(RBAC.read_text()))
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    cp.apply(role)
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    await core.create_namespaced_service_account(namespace, {"metadata": {"name": "tradingsystem-operator"}})
+    await rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "tradingsystem-operator"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": role["metadata"]["name"],
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": "tradingsystem-operator", "namespace": namespace}
+            ],
+        },
+    )
+    token = await core.create_namespaced_service_account_token(
+        "tradingsystem-operator", namespace, {"spec": {"expirationSeconds": 3600}}
+    )
+    assert cp.certs is not None
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "t", "cluster": {"server": cp.server, "certificate-authority": str(cp.certs.ca_cert)}}
+        ],
+        "users": [{"name": "sa", "user": {"token": token.status.token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "t", "user": "sa", "namespace": namespace}}],
+        "current-context": "sa",
+    }
+    path = directory / "sa.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+async def test_operator_runs_with_only_its_rbac(
+    k8s_api: client.ApiClient,
+    control_plane: ControlPlane,
+    tradingsystem_crd: str,
+    namespace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kubeconfig = await service_account_kubeconfig(k8s_api, control_plane, namespace, tmp_path)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    custom = client.CustomObjectsApi(k8s_api)
+    body: dict[str, Any] = {
+        "apiVersion": "tradingsystem.dev/v1alpha1",
+        "kind": "TradingSystem",
+        "metadata": {"name": "rbac"},
+        "spec": {
+            "image": "ghcr.io/example/tradingsystem:0.1.0",
+            "symbols": ["AAPL"],
+            "mode": "paper",
+            "credentials": {"secretName": "absent"},
+        },
+    }
+    args = ["run", "--standalone", "--namespace", namespace, "-m", "tradingsystem_operator.handlers"]
+    with KopfRunner(args, timeout=60) as runner:
+        await custom.create_namespaced_custom_object(
+            "tradingsystem.dev", "v1alpha1", namespace, "tradingsystems", body
+        )
+        # A missing Secret exercises secrets/get, status patch and event creation.
+        status = await _wait_status(custom, namespace, "SecretNotFound")
+        core = client.CoreV1Api(k8s_api)
+        await core.create_namespaced_secret(
+            namespace,
+            {"metadata": {"name": "absent"}, "stringData": {"ALPACA_API_KEY": "a", "ALPACA_SECRET_KEY": "b"}},
+        )
+        # Then apply (SSA) and prune of every child kind, and the Deployment watch.
+        status = await _wait_status(custom, namespace, "WaitingForUpstream")
+    assert runner.exit_code == 0
+    assert "Forbidden" not in runner.output and "403" not in runner.output, runner.output[-3000:]
+    assert status["services"]["signal-bridge"]["waitingOn"] == "market-data"
+    events = (await client.CoreV1Api(k8s_api).list_namespaced_event(namespace)).items
+    assert any(e.reason == "SecretNotFound" for e in events)
+
+
+async def _wait_status(custom: client.CustomObjectsApi, namespace: str, reason: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 45
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        obj = await custom.get_namespaced_custom_object(
+            "tradingsystem.dev", "v1alpha1", namespace, "tradingsystems", "rbac"
+        )
+        status = obj.get("status") or {}
+        if any(c.get("reason") == reason for c in status.get("conditions", [])):
+            return status
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"no condition with reason {reason}: {status}")
