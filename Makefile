@@ -27,8 +27,8 @@ control-plane: ## build (or reuse) etcd, kube-apiserver, kube-controller-manager
 	bash hack/build-control-plane.sh
 
 lint: install ## ruff
-	$(BIN)/ruff check components operator tests bench
-	$(BIN)/ruff format --check components operator tests bench
+	$(BIN)/ruff check components operator tests bench monitoring
+	$(BIN)/ruff format --check components operator tests bench monitoring
 
 typecheck: install ## mypy on the packages
 	$(BIN)/mypy
