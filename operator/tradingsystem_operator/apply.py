@@ -12,7 +12,7 @@ from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from tradingsystem_operator.models import GROUP, PLURAL, VERSION
-from tradingsystem_operator.render import MANAGER, Observed
+from tradingsystem_operator.render import MANAGER, Observed, digest
 
 FIELD_MANAGER = MANAGER
 MONITORING = "monitoring.coreos.com/v1"
@@ -30,6 +30,11 @@ KINDS: dict[str, tuple[str, str]] = {
 # Always prunable; ServiceMonitor/PrometheusRule only where their CRDs exist.
 PRUNABLE = ("ConfigMap", "Service", "Deployment", "NetworkPolicy")
 _OBJ = {200: "object", 201: "object"}
+# Digest of the manifest we last applied. A pass applies a child only when this differs or a field
+# we set has drifted, so a converged system makes no writes: server-side apply of identical
+# content is still a request (and an audit entry) per child per pass.
+APPLIED_HASH = "tradingsystem.dev/applied-hash"
+Live = dict[tuple[str, str], dict[str, Any]]
 
 
 class CredentialsError(Exception):
@@ -65,6 +70,40 @@ async def _call(
     )
 
 
+def stamped(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with its own digest as an annotation (see ``APPLIED_HASH``)."""
+    meta = manifest["metadata"]
+    annotations = {**meta.get("annotations", {}), APPLIED_HASH: digest(manifest)}
+    return {**manifest, "metadata": {**meta, "annotations": annotations}}
+
+
+def covers(live: Any, want: Any) -> bool:
+    """Does the live object hold every value we set? Server defaults (extra keys) are fine.
+
+    An empty list or map we set matches an absent field: the API server drops empty ones.
+    """
+    if isinstance(want, dict):
+        return (not want and not live) or (
+            isinstance(live, dict) and all(covers(live.get(k), v) for k, v in want.items())
+        )
+    if isinstance(want, list):
+        return (not want and not live) or (
+            isinstance(live, list) and len(live) == len(want) and all(map(covers, live, want))
+        )
+    return bool(live == want)
+
+
+def needs_apply(manifest: dict[str, Any], live: dict[str, Any] | None) -> bool:
+    """``manifest`` is ``stamped``: apply when new, when our render changed (this also catches
+    fields we no longer set) or when someone changed a field we own (drift)."""
+    if live is None:
+        return True
+    ours = manifest["metadata"]["annotations"][APPLIED_HASH]
+    if (live["metadata"].get("annotations") or {}).get(APPLIED_HASH) != ours:
+        return True
+    return not covers(live, manifest)
+
+
 async def apply(api: ApiClient, manifest: dict[str, Any]) -> None:
     """Server-side apply with our field manager, forcing ownership of the fields we set."""
     api_version, plural = KINDS[manifest["kind"]]
@@ -74,26 +113,35 @@ async def apply(api: ApiClient, manifest: dict[str, Any]) -> None:
     await _call(api, "PATCH", path, manifest, query, "application/apply-patch+yaml")
 
 
-async def prune(
-    api: ApiClient, namespace: str, instance: str, keep: Iterable[tuple[str, str]], kinds: Iterable[str]
-) -> list[tuple[str, str]]:
-    """Delete our children of ``kinds`` that are not in ``keep`` ((kind, name) pairs)."""
-    wanted = set(keep)
+async def list_children(api: ApiClient, namespace: str, instance: str, kinds: Iterable[str]) -> Live:
+    """Our labelled children of ``kinds``, keyed by (kind, name)."""
     selector = f"app.kubernetes.io/instance={instance},app.kubernetes.io/managed-by={MANAGER}"
-    deleted = []
+    live: Live = {}
     for kind in kinds:
         api_version, plural = KINDS[kind]
-        path = _collection(api_version, plural, namespace)
-        listing = await _call(api, "GET", path, query=[("labelSelector", selector)])
+        listing = await _call(
+            api, "GET", _collection(api_version, plural, namespace), query=[("labelSelector", selector)]
+        )
         for item in listing.get("items", []):
-            name = item["metadata"]["name"]
-            if (kind, name) not in wanted:
-                try:
-                    await _call(api, "DELETE", f"{path}/{name}")
-                except ApiException as exc:
-                    if exc.status != 404:
-                        raise
-                deleted.append((kind, name))
+            live[(kind, item["metadata"]["name"])] = item
+    return live
+
+
+async def prune(
+    api: ApiClient, namespace: str, live: Live, keep: Iterable[tuple[str, str]], kinds: Iterable[str]
+) -> list[tuple[str, str]]:
+    """Delete the ``live`` children of ``kinds`` that are not in ``keep`` ((kind, name) pairs)."""
+    wanted, prunable = set(keep), set(kinds)
+    deleted = []
+    for kind, name in live:
+        if kind in prunable and (kind, name) not in wanted:
+            api_version, plural = KINDS[kind]
+            try:
+                await _call(api, "DELETE", f"{_collection(api_version, plural, namespace)}/{name}")
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+            deleted.append((kind, name))
     return deleted
 
 
@@ -131,16 +179,14 @@ async def secret_digest(api: ApiClient, namespace: str, name: str, keys: Iterabl
     return mac.hexdigest()[:16]
 
 
-async def observe(api: ApiClient, namespace: str, instance: str) -> tuple[Observed, dict[str, int]]:
-    """Per component: available replicas, current spec.replicas and ready replicas."""
-    selector = f"app.kubernetes.io/instance={instance},app.kubernetes.io/managed-by={MANAGER}"
-    listing = await _call(
-        api, "GET", _collection("apps/v1", "deployments", namespace), query=[("labelSelector", selector)]
-    )
+def observe(live: Live) -> tuple[Observed, dict[str, int]]:
+    """Per component, from our listed Deployments: available, spec.replicas and ready replicas."""
     available: dict[str, int] = {}
     replicas: dict[str, int] = {}
     ready: dict[str, int] = {}
-    for item in listing.get("items", []):
+    for (kind, _), item in live.items():
+        if kind != "Deployment":
+            continue
         component = item["metadata"].get("labels", {}).get("app.kubernetes.io/component", "")
         status = item.get("status") or {}
         available[component] = int(status.get("availableReplicas") or 0)

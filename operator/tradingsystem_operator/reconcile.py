@@ -54,7 +54,7 @@ async def reconcile(
 
     if spec.paused:
         status = paused_status(previous, generation, now())
-        await k8s.patch_status(api, owner.namespace, owner.name, status)
+        await _write_status(api, owner, previous, status)
         return Outcome(status)
 
     try:
@@ -67,7 +67,13 @@ async def reconcile(
         # Discovery: monitoring objects only where prometheus-operator's CRDs are installed.
         sm_crd = await k8s.resource_exists(api, k8s.MONITORING, "servicemonitors")
         pr_crd = await k8s.resource_exists(api, k8s.MONITORING, "prometheusrules")
-        observed, _ = await k8s.observe(api, owner.namespace, owner.name)
+        kinds = [
+            *k8s.PRUNABLE,
+            *(["ServiceMonitor"] if sm_crd else []),
+            *(["PrometheusRule"] if pr_crd else []),
+        ]
+        live = await k8s.list_children(api, owner.namespace, owner.name, [*kinds, "PersistentVolumeClaim"])
+        observed, ready = k8s.observe(live)
         inputs = Inputs(
             owner=owner,
             spec=spec,
@@ -78,26 +84,45 @@ async def reconcile(
             rule_groups=rule_groups,
         )
         rendered = render(inputs)
-        for manifest in rendered.manifests:
+        manifests = [k8s.stamped(m) for m in rendered.manifests]
+        changed = [m for m in manifests if k8s.needs_apply(m, live.get(_key(m)))]
+        for manifest in changed:
             await k8s.apply(api, manifest)
-        kinds = [
-            *k8s.PRUNABLE,
-            *(["ServiceMonitor"] if sm_crd else []),
-            *(["PrometheusRule"] if pr_crd else []),
-        ]
-        keep = [(m["kind"], m["metadata"]["name"]) for m in rendered.manifests]
-        await k8s.prune(api, owner.namespace, owner.name, keep, kinds)
-        _, ready = await k8s.observe(api, owner.namespace, owner.name)
+        deleted = await k8s.prune(api, owner.namespace, live, [_key(m) for m in manifests], kinds)
+        if changed or deleted:  # re-read what our writes changed (replicas, deployments gone)
+            _, ready = k8s.observe(await k8s.list_children(api, owner.namespace, owner.name, ["Deployment"]))
         status = compute_status(
             spec.halted, generation, rendered.desired, ready, rendered.waiting_on, None, previous, now()
         )
         status["services"] = _drop_gone(previous, status["services"])
-        await k8s.patch_status(api, owner.namespace, owner.name, status)
+        await _write_status(api, owner, previous, status)
     except k8s.CredentialsError as exc:
         return await _report_problem(api, owner, generation, previous, Problem(exc.reason, str(exc)), spec)
     except ApiException as exc:
         return await _report_problem(api, owner, generation, previous, _api_problem(exc), spec)
     return Outcome(status)
+
+
+def _key(manifest: Mapping[str, Any]) -> tuple[str, str]:
+    return manifest["kind"], manifest["metadata"]["name"]
+
+
+def _without_nulls(value: Any) -> Any:
+    """What a merge patch leaves stored: null deletes a key."""
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+async def _write_status(
+    api: ApiClient, owner: Owner, previous: Mapping[str, Any], status: dict[str, Any]
+) -> None:
+    """Patch status only if it would change: an idle system makes no writes."""
+    stored = _without_nulls(previous)
+    if {k: stored.get(k) for k in status} != _without_nulls(status):
+        await k8s.patch_status(api, owner.namespace, owner.name, status)
 
 
 def _drop_gone(previous: Mapping[str, Any], services: dict[str, Any]) -> dict[str, Any]:
