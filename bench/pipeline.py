@@ -7,13 +7,16 @@ Everything runs as real processes on real TCP loopback ZeroMQ:
   risk-manager, execution-engine and the simulator (the broker) are child processes
   (``tradingsystem.supervisor.Pipeline``). The prices are a triangle wave per symbol and the
   strategy a 1/2 EMA crossover, so every turn of the wave is exactly one signal: the signal rate
-  is set (``order_rate``) independently of the tick rate. This process subscribes to the
-  risk-manager (approved ``OrderIntent``) and the execution-engine (``ExecutionReport``) and
-  takes ``now - origin_ts`` from raw samples; execution's own
+  is set independently of the tick rate. This process subscribes to signal-bridge (``Signal``),
+  risk-manager (``OrderIntent``) and execution-engine (``ExecutionReport``) and takes
+  ``now - origin_ts`` from raw samples; execution's own
   ``tradingsystem_tick_to_order_latency_seconds`` (tick -> submit start) is read from /metrics.
+  Two phases: *2 hops* (no execution engine yet, ``order_rate`` orders/s: enough samples for a
+  p999), then *3 hops* (execution engine started, ``exec_order_rate`` orders/s: it persists
+  every order with an fsync and submits serially over REST, so it takes far fewer).
 * **throughput**: ticks offered to a lone signal-bridge at increasing rates; its /metrics
-  counters (received, sequence gaps) tell how many arrived. Plus the raw capacity of one hop:
-  Publisher -> Subscriber (decode only) in a child process.
+  counters (received, sequence gaps) tell how many arrived. Plus one raw hop:
+  Publisher -> Subscriber (decode only) in a child process, paced (latency) and unpaced (capacity).
 
 Bench-only settings (documented in docs/benchmarks.md): limits far above anything the bench
 reaches, execution rate limit raised (the default 200/min would be the whole story), the
@@ -27,6 +30,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -162,14 +166,16 @@ def _post_json(url: str, body: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def _pipeline(settings: Settings) -> Iterator[Pipeline]:
-    """Child processes started with ``_start``; all stopped on exit, Ctrl-C included."""
-    pipe = Pipeline(settings, workdir=Path(tempfile.mkdtemp(prefix="bench-pipeline-")))
+def _pipeline(settings: Settings, workdir: Path) -> Iterator[Pipeline]:
+    """Child processes started with ``_start``; all stopped on exit, Ctrl-C included.
+    ``workdir`` (config, logs, order store) is kept only if something failed."""
+    pipe = Pipeline(settings, workdir=workdir)
     pipe.config_path.write_text(settings_yaml(settings))
     try:
         yield pipe
     finally:
         pipe.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _start(pipe: Pipeline, name: str, feed_pub: Publisher) -> None:
@@ -234,6 +240,7 @@ class LatencyBench:
     def run(self, rate: int, seconds: float, order_rate: float, *, acks: bool) -> RateResult:
         """Send ``rate`` ticks/s for ``seconds``; then drain (until every order is acked if ``acks``)."""
         res = RateResult(rate)
+        self._intent_cids.clear()  # only this run's orders are waited for
         feed = TriangleFeed(SYMBOLS, round(rate / order_rate))
         n_total = int(rate * seconds)
         t0 = time.perf_counter()
@@ -247,7 +254,6 @@ class LatencyBench:
         res.seconds = time.perf_counter() - t0
         deadline = time.monotonic() + 15.0
         quiet_until = time.monotonic() + 0.5
-        self._intent_cids.clear()  # only this run's orders are waited for
         while time.monotonic() < deadline:
             if self._collect(res, timeout_ms=50):
                 quiet_until = time.monotonic() + 0.5
@@ -287,10 +293,11 @@ class LatencyResults:
 
 
 def latency(cfg: Config) -> LatencyResults:
-    settings = bench_settings(Path(tempfile.mkdtemp(prefix="bench-exec-")))
+    workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    settings = bench_settings(workdir)
     pub = Publisher(settings.bus.bind_endpoint(settings.bus.market_data), service="bench-feed")
     try:
-        with _pipeline(settings) as pipe:
+        with _pipeline(settings, workdir) as pipe:
             for name in ("sim", "risk-manager", "signal-bridge"):
                 _start(pipe, name, pub)
             bench = LatencyBench(pub, settings)
@@ -380,12 +387,13 @@ def _paced_send(pub: Publisher, feed: TriangleFeed, rate: int, n: int) -> float:
 
 
 def throughput(cfg: Config) -> list[LadderStep]:
-    settings = bench_settings(Path(tempfile.mkdtemp(prefix="bench-tp-")))
+    workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    settings = bench_settings(workdir)
     pub = Publisher(settings.bus.bind_endpoint(settings.bus.market_data), service="bench-feed")
     feed = TriangleFeed(SYMBOLS, 10_000)  # few signals: measure the tick path
     steps: list[LadderStep] = []
     try:
-        with _pipeline(settings) as pipe:
+        with _pipeline(settings, workdir) as pipe:
             _start(pipe, "signal-bridge", pub)
             url = pipe.url("signal-bridge", "/metrics")
 

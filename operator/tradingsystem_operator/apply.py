@@ -101,7 +101,8 @@ def needs_apply(manifest: dict[str, Any], live: dict[str, Any] | None) -> bool:
     ours = manifest["metadata"]["annotations"][APPLIED_HASH]
     if (live["metadata"].get("annotations") or {}).get(APPLIED_HASH) != ours:
         return True
-    return not covers(live, manifest)
+    # List items carry no apiVersion/kind: compare the rest.
+    return not covers(live, {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")})
 
 
 async def apply(api: ApiClient, manifest: dict[str, Any]) -> None:

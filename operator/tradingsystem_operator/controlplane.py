@@ -581,14 +581,15 @@ class ControlPlane:
 def run_dev_cluster(*, controller_manager: bool = True, prometheus_crds: bool = True) -> int:
     """``tradingsystem-operator dev-cluster``: start, print ``export KUBECONFIG=…``, run until stopped."""
     stop = threading.Event()
-    # SIGTERM (e.g. from a supervisor) shuts down as cleanly as Ctrl-C does.
+    # Ctrl-C and SIGTERM only set a flag: an interrupt raised mid-start or mid-print would skip
+    # the orderly shutdown. A stop requested during start takes effect once start completes.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     with ControlPlane(controller_manager=controller_manager) as cp:
         if prometheus_crds:
             cp.install_prometheus_operator_crds()
         print(f"# control plane {K8S_VERSION} at {cp.server}; pids {cp.pids}; Ctrl-C stops it", flush=True)
         print(f"export KUBECONFIG={cp.kubeconfig}", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            while not stop.wait(1.0):
-                cp.check_alive()
+        while not stop.wait(1.0):
+            cp.check_alive()
     return 0

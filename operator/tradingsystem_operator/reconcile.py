@@ -147,5 +147,5 @@ async def _report_problem(
         spec is not None and spec.halted, generation, desired, ready, {}, problem, previous, now()
     )
     with contextlib.suppress(ApiException):  # the caller reports it as an event and retries anyway
-        await k8s.patch_status(api, owner.namespace, owner.name, status)
+        await _write_status(api, owner, previous, status)
     return Outcome(status, problem)

@@ -162,9 +162,9 @@ def service_config(owner: Owner, spec: TradingSystemSpec) -> dict[str, Any]:
             "stale_after_s": md.stale_after_s,
         },
         "signals": signals,
-        # halted is how the kill switch reaches the risk-manager: it starts in HALT and rejects
-        # every new order, even if an execution-engine were still running.
-        "risk": {"halted": spec.halted, **rk.model_dump()},
+        # risk.halted is not here: the kill switch reaches only the risk-manager, via its env
+        # (see _env), so halting does not roll every service's pods.
+        "risk": rk.model_dump(),
         "execution": {
             "db_path": f"{STATE_DIR}/execution.sqlite",
             "rate_limit_per_min": ex.rate_limit_per_min,
@@ -198,6 +198,10 @@ def _config_map(inp: Inputs) -> dict[str, Any]:
 
 def _env(inp: Inputs, svc: Service) -> list[dict[str, Any]]:
     creds = inp.spec.credentials
+    if svc is RISK_MANAGER and inp.spec.halted:
+        # Kill switch: the risk-manager starts in HALT and rejects every new order, even if an
+        # execution-engine were still running. Settings reads TS_<SECTION>__<FIELD> from env.
+        return [{"name": "TS_RISK__HALTED", "value": "true"}]
     if inp.spec.mode == "sim" or creds is None or not svc.needs_credentials:
         return []
     return [

@@ -130,6 +130,14 @@ def cluster(k8s_api: client.ApiClient, namespace: str) -> Cluster:
     return Cluster(k8s_api, namespace)
 
 
+async def _async(value: T) -> T:
+    return value
+
+
+async def _template(cluster: Cluster, name: str) -> Any:
+    return (await cluster.deployment(name)).spec.template
+
+
 async def condition(cluster: Cluster, name: str, type_: str) -> dict[str, Any] | None:
     return next((c for c in (await cluster.status(name)).get("conditions", []) if c["type"] == type_), None)
 
@@ -178,10 +186,17 @@ async def test_create_owns_children_and_starts_in_order_then_halts_and_pauses(
     assert st["readyServices"] == "4/4"
     assert (await condition(cluster, "demo", "Ready"))["status"] == "True"  # type: ignore[index]
 
-    # Kill switch: execution-engine to 0, risk-manager told to HALT, reported.
+    # Kill switch: execution-engine to 0, risk-manager told to HALT, reported; nothing else rolls.
+    templates = {s: await _template(cluster, f"demo-{s}") for s in ("sim", *PIPELINE)}
     await cluster.patch_spec("demo", {"halted": True})
     await eventually(lambda: _replicas_is(cluster, "demo-execution-engine", 0), "execution-engine at 0")
-    assert (await cluster.config("demo"))["risk"]["halted"] is True
+    risk = await cluster.deployment("demo-risk-manager")
+    assert [(e.name, e.value) for e in risk.spec.template.spec.containers[0].env] == [
+        ("TS_RISK__HALTED", "true")
+    ]
+    assert "halted" not in (await cluster.config("demo"))["risk"]
+    for svc, template in templates.items():
+        assert (await _template(cluster, f"demo-{svc}") == template) is (svc != "risk-manager"), svc
     halted = await eventually(lambda: _cond_status(cluster, "demo", "Halted", "True"), "Halted condition")
     assert halted["reason"] == "KillSwitchOn"
 
@@ -271,7 +286,8 @@ async def test_delete_removes_everything_without_a_stuck_finalizer(
     before = reconciles("success")
     await cluster.create(ts_body("gone"))
     await eventually(lambda: cluster.deployment("gone-sim"), "children")
-    assert reconciles("success") > before  # the operator's /metrics counts passes
+    # The operator's /metrics counts passes (the counter moves once the pass has written status).
+    await eventually(lambda: _async(reconciles("success") > before), "reconcile counted")
     await cluster.custom.delete_namespaced_custom_object(G, V, cluster.ns, P, "gone")
     await eventually(lambda: _absent(cluster.get("gone")), "TradingSystem deleted")
     await eventually(lambda: _no_deployments(cluster), "children garbage-collected")

@@ -162,7 +162,15 @@ def test_execution_engine_recreate_single_replica_and_halt() -> None:
     out = render(make_inputs(spec=halted, observed=ALL_UP))
     assert by_kind(out.manifests, "Deployment")["demo-execution-engine"]["spec"]["replicas"] == 0
     assert by_kind(out.manifests, "Deployment")["demo-risk-manager"]["spec"]["replicas"] == 1
-    assert config_of(out.manifests)["risk"]["halted"] is True
+    deps = by_kind(out.manifests, "Deployment")
+    risk_env = deps["demo-risk-manager"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "TS_RISK__HALTED", "value": "true"} in risk_env
+    assert Settings.model_validate(config_of(out.manifests)).risk.halted is False  # only via env
+    # Only the risk-manager's pod template changes: no other service rolls on halt.
+    before = deployments(observed=ALL_UP)
+    for name, dep in deps.items():
+        same = dep["spec"]["template"] == before[name]["spec"]["template"]
+        assert same is (name != "demo-risk-manager"), name
 
 
 def test_startup_gate_waits_for_upstream() -> None:

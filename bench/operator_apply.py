@@ -1,0 +1,208 @@
+"""The operator at scale: apply-to-children latency, memory, and API writes while idle.
+
+Runs a real etcd + kube-apiserver + kube-controller-manager (``ControlPlane``) and the operator
+as a subprocess (``tradingsystem-operator run``), so its RSS is its own. For N TradingSystems
+created at once (sim mode):
+
+- **apply → children**: from each CR's create call returning until all of its first-stage
+  children exist (ConfigMap, 5 Deployments, 5 Services, 5 NetworkPolicies) and its status carries
+  ``observedGeneration``. There is no kubelet, so pods never become ready and the ordered startup
+  stops at its first gate (sim scaled up, the pipeline created at ``replicas: 0``); every child
+  object exists at that point, which is what this measures. Gate opening is pod-readiness time,
+  not operator time.
+- **RSS**: ``VmRSS`` of the operator process after convergence.
+- **idle writes**: the kube-apiserver's ``apiserver_request_total`` for write verbs on the
+  operator's resources, diffed over an idle window in which the resync timer fires several times
+  for every CR, scaled to one minute. Target 0. The controller-manager writes none of these
+  resources while nothing changes, so the count is the operator's.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.table import render
+from tradingsystem_operator.controlplane import ControlPlane
+from tradingsystem_operator.process import operator_process
+
+ROOT = Path(__file__).resolve().parents[1]
+CRD_FILE = ROOT / "crds" / "tradingsystems.yaml"
+TS_PATH = "/apis/tradingsystem.dev/v1alpha1/namespaces/{ns}/tradingsystems"
+# Children of one sim-mode TradingSystem before any pod is ready: kind -> collection path.
+CHILDREN = {
+    "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+    "Service": "/api/v1/namespaces/{ns}/services",
+    "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
+}
+EXPECTED = {"ConfigMap": 1, "Deployment": 5, "Service": 5, "NetworkPolicy": 5}
+WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
+OPERATOR_RESOURCES = {
+    "configmaps",
+    "deployments",
+    "services",
+    "networkpolicies",
+    "persistentvolumeclaims",
+    "tradingsystems",
+    "events",
+}
+
+
+@dataclass
+class Result:
+    n: int
+    latencies: list[float]  # seconds, one per TradingSystem
+    rss_mb: float
+    idle_s: float
+    idle_writes: int
+    idle_passes: int  # reconcile passes in the idle window: the timer did run
+
+
+def _ok(result: tuple[int, Any], what: str) -> Any:
+    status, body = result
+    if status >= 300:
+        raise RuntimeError(f"{what}: {status} {body}")
+    return body
+
+
+def create_namespace(cp: ControlPlane) -> str:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    _ok(cp.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}}), "create namespace")
+    return name
+
+
+def tradingsystem(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "tradingsystem.dev/v1alpha1",
+        "kind": "TradingSystem",
+        "metadata": {"name": name},
+        "spec": {"image": "ghcr.io/example/tradingsystem:0.1.0", "symbols": ["AAPL", "MSFT"]},
+    }
+
+
+def _converged(cp: ControlPlane, ns: str) -> set[str]:
+    """Names of the TradingSystems whose children all exist and whose status is written."""
+    counts: dict[str, dict[str, int]] = {}
+    for kind, path in CHILDREN.items():
+        listing = _ok(cp.request("GET", path.format(ns=ns)), f"list {kind}")
+        for item in listing["items"]:
+            instance = (item["metadata"].get("labels") or {}).get("app.kubernetes.io/instance")
+            if instance:
+                per = counts.setdefault(instance, {})
+                per[kind] = per.get(kind, 0) + 1
+    listing = _ok(cp.request("GET", TS_PATH.format(ns=ns)), "list TradingSystems")
+    return {
+        ts["metadata"]["name"]
+        for ts in listing["items"]
+        if (ts.get("status") or {}).get("observedGeneration") == ts["metadata"]["generation"]
+        and counts.get(ts["metadata"]["name"]) == EXPECTED
+    }
+
+
+def apply_and_wait(cp: ControlPlane, ns: str, n: int, timeout: float) -> list[float]:
+    created: dict[str, float] = {}
+    for i in range(n):
+        name = f"ts-{i:03d}"
+        _ok(cp.request("POST", TS_PATH.format(ns=ns), tradingsystem(name)), f"create {name}")
+        created[name] = time.monotonic()
+    done: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while len(done) < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{n - len(done)} of {n} TradingSystems not converged in {timeout} s")
+        seen = time.monotonic()
+        for name in _converged(cp, ns) - done.keys():
+            done[name] = seen - created[name]
+        time.sleep(0.05)
+    return sorted(done.values())
+
+
+def write_requests(cp: ControlPlane) -> int:
+    """Write requests served so far on the operator's resources (all clients)."""
+    status, text = cp.request("GET", "/metrics")
+    if status != 200:
+        raise RuntimeError(f"apiserver /metrics: {status}")
+    total = 0.0
+    for fam in text_string_to_metric_families(text):
+        if fam.name != "apiserver_request":
+            continue
+        for s in fam.samples:
+            if (
+                s.name == "apiserver_request_total"
+                and s.labels.get("verb") in WRITE_VERBS
+                and s.labels.get("resource") in OPERATOR_RESOURCES
+            ):
+                total += s.value
+    return int(total)
+
+
+def settle(cp: ControlPlane, quiet_s: float, timeout: float) -> None:
+    """Wait until no write happened for ``quiet_s`` (deployment status updates, last status patches)."""
+    deadline = time.monotonic() + timeout
+    last, since = write_requests(cp), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"writes did not stop within {timeout} s")
+        time.sleep(0.5)
+        now = write_requests(cp)
+        if now != last:
+            last, since = now, time.monotonic()
+
+
+def measure(cp: ControlPlane, n: int, *, resync_s: float, idle_s: float, log: Path) -> Result:
+    """One operator process, one fresh namespace, N TradingSystems."""
+    ns = create_namespace(cp)
+    assert cp.kubeconfig is not None
+    with operator_process(cp.kubeconfig, ns, log, resync_s) as op:
+        latencies = apply_and_wait(cp, ns, n, timeout=60 + n)
+        settle(cp, quiet_s=2 * resync_s, timeout=120)
+        writes, passes = write_requests(cp), sum(op.reconciles().values())
+        time.sleep(idle_s)
+        idle_writes = write_requests(cp) - writes
+        idle_passes = int(sum(op.reconciles().values()) - passes)
+        rss = op.rss_mb()
+        if op.proc.poll() is not None:
+            raise RuntimeError(f"operator exited with {op.proc.returncode}; log: {log}")
+    cp.request("DELETE", f"/api/v1/namespaces/{ns}")
+    return Result(n, latencies, rss, idle_s, idle_writes, idle_passes)
+
+
+def _pct(values: list[float], q: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def main(quick: bool = False) -> None:
+    sizes = (1, 10) if quick else (1, 10, 100)
+    resync_s, idle_s = (3.0, 12.0) if quick else (10.0, 60.0)
+    with tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp:
+        log = Path(tmp) / "operator.log"
+        with ControlPlane(controller_manager=True) as cp:
+            cp.install_crds([CRD_FILE])
+            results = [measure(cp, n, resync_s=resync_s, idle_s=idle_s, log=log) for n in sizes]
+    rows = [
+        (
+            r.n,
+            _pct(r.latencies, 50) * 1000,
+            _pct(r.latencies, 99) * 1000,
+            r.rss_mb,
+            r.idle_passes,
+            r.idle_writes * 60 / r.idle_s,
+        )
+        for r in results
+    ]
+    headers = ("TradingSystems", "p50 ms", "p99 ms", "RSS MB", "idle passes", "idle writes/min")
+    title = (
+        f"apply -> all first-stage children + status (sim mode), resync every {resync_s:g} s, "
+        f"idle window {idle_s:g} s; targets: p99 <= 2000 ms at 100, RSS <= 150 MB, 0 writes/min"
+    )
+    print(render(headers, rows, title))
