@@ -23,6 +23,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ class Result:
     latencies: list[float]  # seconds, one per TradingSystem
     rss_mb: float
     idle_s: float
-    idle_writes: int
+    idle_writes: Counter[str]  # by "VERB resource[/subresource]"
     idle_passes: int  # reconcile passes in the idle window: the timer did run
 
 
@@ -125,34 +126,32 @@ def apply_and_wait(cp: ControlPlane, ns: str, n: int, timeout: float) -> list[fl
     return sorted(done.values())
 
 
-def write_requests(cp: ControlPlane) -> int:
-    """Write requests served so far on the operator's resources (all clients)."""
+def write_requests(cp: ControlPlane) -> Counter[str]:
+    """Write requests served so far on the operator's resources (all clients), by verb and resource."""
     status, text = cp.request("GET", "/metrics")
     if status != 200:
         raise RuntimeError(f"apiserver /metrics: {status}")
-    total = 0.0
+    counts: Counter[str] = Counter()
     for fam in text_string_to_metric_families(text):
         if fam.name != "apiserver_request":
             continue
         for s in fam.samples:
-            if (
-                s.name == "apiserver_request_total"
-                and s.labels.get("verb") in WRITE_VERBS
-                and s.labels.get("resource") in OPERATOR_RESOURCES
-            ):
-                total += s.value
-    return int(total)
+            verb, resource = s.labels.get("verb"), s.labels.get("resource")
+            if s.name == "apiserver_request_total" and verb in WRITE_VERBS and resource in OPERATOR_RESOURCES:
+                sub = s.labels.get("subresource")
+                counts[f"{verb} {resource}{'/' + sub if sub else ''}"] += int(s.value)
+    return counts
 
 
 def settle(cp: ControlPlane, quiet_s: float, timeout: float) -> None:
     """Wait until no write happened for ``quiet_s`` (deployment status updates, last status patches)."""
     deadline = time.monotonic() + timeout
-    last, since = write_requests(cp), time.monotonic()
+    last, since = write_requests(cp).total(), time.monotonic()
     while time.monotonic() - since < quiet_s:
         if time.monotonic() > deadline:
             raise TimeoutError(f"writes did not stop within {timeout} s")
         time.sleep(0.5)
-        now = write_requests(cp)
+        now = write_requests(cp).total()
         if now != last:
             last, since = now, time.monotonic()
 
@@ -171,7 +170,14 @@ def measure(cp: ControlPlane, n: int, *, resync_s: float, idle_s: float, log: Pa
         rss = op.rss_mb()
         if op.proc.poll() is not None:
             raise RuntimeError(f"operator exited with {op.proc.returncode}; log: {log}")
-    cp.request("DELETE", f"/api/v1/namespaces/{ns}")
+        # Clean up while the operator runs (it removes its finalizer), and wait until it is done,
+        # so the namespace controller's deletes do not land in the next size's idle window.
+        cp.request("DELETE", f"/api/v1/namespaces/{ns}")
+        deadline = time.monotonic() + 120
+        while cp.request("GET", f"/api/v1/namespaces/{ns}")[0] != 404:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"namespace {ns} not deleted within 120 s")
+            time.sleep(0.5)
     return Result(n, latencies, rss, idle_s, idle_writes, idle_passes)
 
 
@@ -196,11 +202,20 @@ def main(quick: bool = False) -> None:
             _pct(r.latencies, 99) * 1000,
             r.rss_mb,
             r.idle_passes,
-            r.idle_writes * 60 / r.idle_s,
+            r.idle_writes.total() * 60 / r.idle_s,
+            ", ".join(f"{k}: {v}" for k, v in sorted(r.idle_writes.items())) or "-",
         )
         for r in results
     ]
-    headers = ("TradingSystems", "p50 ms", "p99 ms", "RSS MB", "idle passes", "idle writes/min")
+    headers = (
+        "TradingSystems",
+        "p50 ms",
+        "p99 ms",
+        "RSS MB",
+        "idle passes",
+        "idle writes/min",
+        "idle writes by kind",
+    )
     title = (
         f"apply -> all first-stage children + status (sim mode), resync every {resync_s:g} s, "
         f"idle window {idle_s:g} s; targets: p99 <= 2000 ms at 100, RSS <= 150 MB, 0 writes/min"

@@ -57,6 +57,7 @@ async def startup(
         await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
     memo.api = client.ApiClient()
     memo.locks = {}
+    memo.queued = set()
     memo.rule_groups = load_rule_groups()
     if not memo.rule_groups:
         logger.warning("no monitoring/rules/*.yaml found: PrometheusRule objects will not be created")
@@ -87,10 +88,14 @@ def probe(**_: Any) -> float:
 
 async def _run(body: Mapping[str, Any], memo: kopf.Memo, retry: int) -> None:
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
-    lock = memo.locks.setdefault(key, asyncio.Lock())
+    async with memo.locks.setdefault(key, asyncio.Lock()):
+        await _reconcile(body, memo, retry)
+
+
+async def _reconcile(body: Mapping[str, Any], memo: kopf.Memo, retry: int) -> None:
+    """One pass; the caller holds the object's lock."""
     started = time.monotonic()
-    async with lock:
-        outcome = await reconcile(memo.api, body, memo.rule_groups)
+    outcome = await reconcile(memo.api, body, memo.rule_groups)
     RECONCILE_DURATION.observe(time.monotonic() - started)
     RECONCILES.labels("error" if outcome.problem else "success").inc()
     if outcome.problem is not None:
@@ -116,9 +121,21 @@ async def on_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     owner = next((r for r in body["metadata"].get("ownerReferences", []) if r.get("kind") == KIND), None)
     if owner is None or not hasattr(memo, "api"):
         return
-    parent = await k8s.get_tradingsystem(memo.api, body["metadata"]["namespace"], owner["name"])
-    if parent is None or parent["metadata"].get("deletionTimestamp"):
+    key = (body["metadata"]["namespace"], owner["name"])
+    # Coalesce: a Deployment changes several times while it rolls out, five Deployments per object.
+    # A pass already queued reads children and parent after it gets the lock, so it sees this
+    # change too; one queued pass per object is enough.
+    if key in memo.queued:
         return
-    # A problem is already reported on the TradingSystem; its own handlers retry with backoff.
-    with contextlib.suppress(kopf.TemporaryError):
-        await _run(parent, memo, retry=0)
+    memo.queued.add(key)
+    try:
+        async with memo.locks.setdefault(key, asyncio.Lock()):
+            memo.queued.discard(key)
+            parent = await k8s.get_tradingsystem(memo.api, *key)
+            if parent is None or parent["metadata"].get("deletionTimestamp"):
+                return
+            # A problem is already reported on the TradingSystem; its own handlers retry with backoff.
+            with contextlib.suppress(kopf.TemporaryError):
+                await _reconcile(parent, memo, retry=0)
+    finally:
+        memo.queued.discard(key)

@@ -10,8 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kubernetes_asyncio import client
-
 from tradingsystem_operator.controlplane import ControlPlane
 from tradingsystem_operator.process import operator_process
 
@@ -40,7 +38,9 @@ def converged(cp: ControlPlane, path: str) -> dict[str, Any] | None:
     status, ts = cp.request("GET", path)
     st = ts.get("status") or {}
     done = status == 200 and st.get("observedGeneration") == ts["metadata"]["generation"]
-    return ts if done and (st.get("services") or {}).get("market-data", {}).get("waitingOn") == "sim" else None
+    return (
+        ts if done and (st.get("services") or {}).get("market-data", {}).get("waitingOn") == "sim" else None
+    )
 
 
 def test_killed_mid_reconcile_then_restarted_converges_without_duplicates(
@@ -58,8 +58,13 @@ def test_killed_mid_reconcile_then_restarted_converges_without_duplicates(
         status, created = control_plane.request("POST", f"/apis/{G}/{V}/namespaces/{ns}/{P}", body)
         assert status == 201, created
         # The ConfigMap is applied first: kill as soon as it exists, before the pass completes.
-        wait_for(lambda: names(control_plane, f"/api/v1/namespaces/{ns}/configmaps?labelSelector="
-                               "app.kubernetes.io/instance%3Dcrash"), "the first child")
+        wait_for(
+            lambda: names(
+                control_plane,
+                f"/api/v1/namespaces/{ns}/configmaps?labelSelector=app.kubernetes.io/instance%3Dcrash",
+            ),
+            "the first child",
+        )
         first.kill()
     assert first.proc.returncode == -9
 

@@ -144,6 +144,11 @@ def sig(price: float, action: Action = Action.BUY, ts: int = 1) -> Signal:
     return Signal(symbol="AAPL", action=action, strength=1.0, price=price, strategy="t", origin_ts=ts)
 
 
+def _filled(pos: dict[str, Any] | None, qty: float) -> dict[str, Any] | None:
+    """The position once it holds ``qty`` (the fill is processed asynchronously)."""
+    return pos if pos is not None and pos["qty"] == qty else None
+
+
 def test_orders_rejections_fills_and_halt_over_the_bus(harness: Harness) -> None:
     h = harness
     assert http(h.port, "/readyz")[0] == 200
@@ -166,9 +171,7 @@ def test_orders_rejections_fills_and_halt_over_the_bus(harness: Harness) -> None
             last_fill_price=99.5,
         )
     )
-    pos = wait_for(
-        lambda: h.state()["positions"]["AAPL"]["qty"] == 10 and h.state()["positions"]["AAPL"], "the fill"
-    )
+    pos = wait_for(lambda: _filled(h.state()["positions"].get("AAPL"), 10), "the fill")
     assert pos["avg_price"] == 99.5 and pos["unrealized"] == 5.0
 
     status, body = http(h.port, "/control", {"action": "halt", "reason": "test"})
