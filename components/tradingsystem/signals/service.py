@@ -33,6 +33,7 @@ from tradingsystem.signals.warmup import warm
 SERVICE = "signal-bridge"
 _SOURCE_PREFIX = {"trades": wire.TOPIC_TRADE, "quotes": wire.TOPIC_QUOTE, "bars": wire.TOPIC_BAR}
 _POLL_MS = 100  # bounds the reaction time to stop and the heartbeat jitter
+_BATCH = 512  # messages handled per wakeup, bounding the delay of heartbeats and readiness
 
 log = logging.getLogger(__name__)
 
@@ -106,39 +107,45 @@ class SignalService:
         engine = self.engine
         while not self._stop.is_set():
             if sub.sock.poll(_POLL_MS, zmq.POLLIN):
-                try:
-                    r = sub.recv()
-                except WireError:
-                    malformed.inc()
-                    continue
-                last_upstream = time.monotonic()
-                msg = r.msg
-                if isinstance(msg, wire.Heartbeat):
-                    m_hb.inc()
-                else:
+                # Drain what is queued before the per-wakeup housekeeping below: one poll
+                # per message would cap throughput well under what one hop can carry.
+                for _ in range(_BATCH):
+                    try:
+                        r = sub.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    except WireError:
+                        malformed.inc()
+                        continue
+                    msg = r.msg
+                    if isinstance(msg, wire.Heartbeat):
+                        m_hb.inc()
+                        continue
                     m_in.inc()
                     hop.observe((wire.now_ns() - msg.ts) / 1e9)
                     if r.gap:
                         gaps.inc(r.gap)
-                    if isinstance(msg, wire.Trade | wire.Quote | wire.Bar):
-                        if not engine.knows(msg.symbol):
-                            unknown.inc()
-                            continue
-                        sig = engine.on_tick(msg)
-                        if sig is not None:
-                            pub.publish(sig)
-                            out.inc()
-                            SIGNALS.labels(sig.strategy, sig.action.value).inc()
-                            log.info(
-                                "signal",
-                                extra={
-                                    "fields": {
-                                        "symbol": sig.symbol,
-                                        "action": sig.action.value,
-                                        "strength": round(sig.strength, 3),
-                                    }
-                                },
-                            )
+                    if not isinstance(msg, wire.Trade | wire.Quote | wire.Bar):
+                        continue
+                    if not engine.knows(msg.symbol):
+                        unknown.inc()
+                        continue
+                    sig = engine.on_tick(msg)
+                    if sig is not None:
+                        pub.publish(sig)
+                        out.inc()
+                        SIGNALS.labels(sig.strategy, sig.action.value).inc()
+                        log.info(
+                            "signal",
+                            extra={
+                                "fields": {
+                                    "symbol": sig.symbol,
+                                    "action": sig.action.value,
+                                    "strength": round(sig.strength, 3),
+                                }
+                            },
+                        )
+                last_upstream = time.monotonic()
             connected = time.monotonic() - last_upstream < self._upstream_timeout_s
             if connected != self.health.ready:
                 self.health.set_ready(connected, upstream="connected" if connected else "silent")
