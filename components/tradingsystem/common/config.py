@@ -204,7 +204,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings)
+        # Precedence: explicit overrides > environment > YAML file (``yaml_file`` in model_config).
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
 
     def sim_base_url(self) -> str:
         return f"http://{self.sim.host}:{self.sim.port}"
@@ -235,17 +236,6 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
 
     class _FromFile(Settings):
         model_config = SettingsConfigDict(**{**Settings.model_config, "yaml_file": path})
-
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
 
     try:
         return _FromFile(**overrides)
