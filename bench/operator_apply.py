@@ -192,7 +192,8 @@ def main(quick: bool = False) -> None:
     resync_s, idle_s = (3.0, 12.0) if quick else (10.0, 60.0)
     with tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp:
         log = Path(tmp) / "operator.log"
-        with ControlPlane(controller_manager=True) as cp:
+        # 100 TradingSystems have 500 Services: more than the default /24 service range holds.
+        with ControlPlane(controller_manager=True, service_cidr="10.0.0.0/16") as cp:
             cp.install_crds([CRD_FILE])
             results = [measure(cp, n, resync_s=resync_s, idle_s=idle_s, log=log) for n in sizes]
     rows = [

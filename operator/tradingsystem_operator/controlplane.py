@@ -278,8 +278,15 @@ class ControlPlane:
     ...     print(cp.kubeconfig)
     """
 
-    def __init__(self, *, controller_manager: bool = True, attach_output: bool | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        controller_manager: bool = True,
+        attach_output: bool | None = None,
+        service_cidr: str = SERVICE_CLUSTER_IP_RANGE,
+    ) -> None:
         self.with_controller_manager = controller_manager
+        self.service_cidr = service_cidr  # a /24 holds ~250 Services; the scale benchmark needs more
         # envtest's switch: stream the components' logs to our stderr instead of files.
         self.attach_output = (
             attach_output
@@ -488,7 +495,7 @@ class ControlPlane:
                 f"--tls-cert-file={certs.serving_cert}",
                 f"--tls-private-key-file={certs.serving_key}",
                 f"--client-ca-file={certs.ca_cert}",
-                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                f"--service-cluster-ip-range={self.service_cidr}",
                 "--allow-privileged=true",
                 # As envtest: no admission wait for the "default" ServiceAccount of new namespaces.
                 "--disable-admission-plugins=ServiceAccount",

@@ -30,6 +30,9 @@ from tradingsystem_operator.rules import load_rule_groups
 # Drift correction period; a child's change arrives faster through the Deployment watch.
 TIMER_INTERVAL = float(os.environ.get("TRADINGSYSTEM_OPERATOR_RESYNC_S", "60"))
 MAX_RETRY_DELAY = 60.0
+# Passes in flight across all objects. Each holds its children's listings; unbounded, 100 objects
+# created at once would hold them all at the same time (memory) and contend for the API server.
+MAX_CONCURRENT_PASSES = 8
 
 
 @kopf.on.startup()
@@ -58,6 +61,7 @@ async def startup(
     memo.api = client.ApiClient()
     memo.locks = {}
     memo.queued = set()
+    memo.passes = asyncio.Semaphore(MAX_CONCURRENT_PASSES)
     memo.rule_groups = load_rule_groups()
     if not memo.rule_groups:
         logger.warning("no monitoring/rules/*.yaml found: PrometheusRule objects will not be created")
@@ -88,7 +92,7 @@ def probe(**_: Any) -> float:
 
 async def _run(body: Mapping[str, Any], memo: kopf.Memo, retry: int) -> None:
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
-    async with memo.locks.setdefault(key, asyncio.Lock()):
+    async with memo.locks.setdefault(key, asyncio.Lock()), memo.passes:
         await _reconcile(body, memo, retry)
 
 
@@ -129,7 +133,7 @@ async def on_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         return
     memo.queued.add(key)
     try:
-        async with memo.locks.setdefault(key, asyncio.Lock()):
+        async with memo.locks.setdefault(key, asyncio.Lock()), memo.passes:
             memo.queued.discard(key)
             parent = await k8s.get_tradingsystem(memo.api, *key)
             if parent is None or parent["metadata"].get("deletionTimestamp"):
