@@ -389,7 +389,24 @@ def _service_monitor(inp: Inputs) -> dict[str, Any]:
                     }
                 ],
             },
-            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": mon.interval}],
+            "endpoints": [
+                {
+                    "port": "metrics",
+                    "path": "/metrics",
+                    "interval": mon.interval,
+                    # The metrics carry their own `service` label; without honorLabels the
+                    # Prometheus operator's target label would rename it `exported_service`.
+                    "honorLabels": True,
+                    # Rules and dashboards select job="tradingsystem-<service>" (docs/metrics.md).
+                    "relabelings": [
+                        {
+                            "sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_component"],
+                            "targetLabel": "job",
+                            "replacement": "tradingsystem-$1",
+                        }
+                    ],
+                }
+            ],
         },
     }
 

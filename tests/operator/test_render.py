@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -10,6 +11,8 @@ import yaml
 from tradingsystem.common.config import LIVE_CONFIRMATION, Settings
 from tradingsystem_operator.models import TradingSystemSpec
 from tradingsystem_operator.render import HASH_ANNOTATION, Inputs, Observed, Owner, render
+
+REPO = Path(__file__).resolve().parents[2]
 
 OWNER = Owner(name="demo", namespace="trading", uid="0b7c2a4e-1111-2222-3333-444455556666")
 ALL_UP = Observed(
@@ -273,13 +276,29 @@ def test_monitoring_objects_only_when_crds_exist_and_enabled() -> None:
     )
     out = by_kind(render(both).manifests, "ServiceMonitor")["demo-metrics"]
     assert out["metadata"]["labels"]["release"] == "kps"
-    assert out["spec"]["endpoints"][0]["port"] == "metrics"
+    endpoint = out["spec"]["endpoints"][0]
+    assert endpoint["port"] == "metrics"
+    assert endpoint["honorLabels"] is True, "the metrics' own `service` label must survive the scrape"
+
     rule = by_kind(render(both).manifests, "PrometheusRule")["demo-rules"]
     assert rule["spec"]["groups"] == list(groups)
     off = dataclasses.replace(
         both, spec=make_spec(monitoring={"serviceMonitor": False, "prometheusRule": False})
     )
     assert not {"ServiceMonitor", "PrometheusRule"} & kinds(off)
+
+
+def test_service_monitor_job_names_match_the_static_scrape_config() -> None:
+    """Alert rules select job="tradingsystem-<service>": on Kubernetes and off it alike."""
+    inp = make_inputs(service_monitor_crd=True, prometheus_rule_crd=False, rule_groups=())
+    sm = by_kind(render(inp).manifests, "ServiceMonitor")["demo-metrics"]
+    (relabel,) = sm["spec"]["endpoints"][0]["relabelings"]
+    assert relabel["targetLabel"] == "job"
+    components = sm["spec"]["selector"]["matchExpressions"][0]["values"]
+    k8s_jobs = {relabel["replacement"].replace("$1", c) for c in components}
+    static = yaml.safe_load((REPO / "monitoring/prometheus/prometheus.yml").read_text())
+    static_jobs = {j["job_name"] for j in static["scrape_configs"]}
+    assert k8s_jobs == static_jobs
 
 
 def test_render_is_deterministic() -> None:
