@@ -35,10 +35,14 @@ class OperatorProcess:
             return str(resp.read().decode())
 
     def reconciles(self) -> dict[str, float]:
-        """``tradingsystem_operator_reconciles_total`` by result, from its /metrics."""
+        """``tradingsystem_operator_reconciles_total`` by result; {} until /metrics serves."""
+        try:
+            text = self.get(self.metrics_port, "/metrics")
+        except OSError:  # the process is still importing kopf or binding its port
+            return {}
         return {
             s.labels["result"]: s.value
-            for fam in text_string_to_metric_families(self.get(self.metrics_port, "/metrics"))
+            for fam in text_string_to_metric_families(text)
             if fam.name == "tradingsystem_operator_reconciles"
             for s in fam.samples
             if s.name.endswith("_total")
