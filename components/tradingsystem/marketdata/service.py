@@ -18,7 +18,13 @@ from tradingsystem.common import wire
 from tradingsystem.common.bus import Publisher, load_curve
 from tradingsystem.common.config import Mode, Settings
 from tradingsystem.common.metrics import MESSAGES_OUT, TICKS
-from tradingsystem.common.runtime import Health, HttpEndpoint, install_signal_handlers, setup_logging
+from tradingsystem.common.runtime import (
+    BackgroundLoop,
+    Health,
+    HttpEndpoint,
+    install_signal_handlers,
+    setup_logging,
+)
 from tradingsystem.marketdata.backoff import Backoff
 from tradingsystem.marketdata.pipeline import SERVICE, Tick, TickPipeline
 from tradingsystem.marketdata.stream import AlpacaStream
@@ -46,7 +52,9 @@ def alpaca_keys(settings: Settings) -> tuple[str, str]:
     raise ValueError("alpaca keys are required outside sim mode")  # config validation prevents this
 
 
-class MarketDataService:
+class MarketDataService(BackgroundLoop):
+    name = SERVICE
+
     def __init__(self, settings: Settings, health: Health | None = None) -> None:
         self.settings = settings
         self.health = health or Health(SERVICE)
@@ -55,21 +63,10 @@ class MarketDataService:
         self._out = {k: MESSAGES_OUT.labels(SERVICE, k) for k in ("trade", "quote", "bar")}
         self._ticks = {k: TICKS.labels(k) for k in ("trade", "quote", "bar")}
         self._pub: Publisher | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self.connected = False
 
     # --- lifecycle -------------------------------------------------------------
-    def start(self) -> MarketDataService:
-        self._thread = threading.Thread(target=self.run, name=SERVICE, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
     def run(self, stop: threading.Event | None = None) -> None:
         """Serve until ``stop`` (or ``self.stop()``) is set."""
         if stop is not None:

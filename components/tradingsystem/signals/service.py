@@ -24,7 +24,13 @@ from tradingsystem.common.metrics import (
     SEQUENCE_GAPS,
     SIGNALS,
 )
-from tradingsystem.common.runtime import Health, HttpEndpoint, install_signal_handlers, setup_logging
+from tradingsystem.common.runtime import (
+    BackgroundLoop,
+    Health,
+    HttpEndpoint,
+    install_signal_handlers,
+    setup_logging,
+)
 from tradingsystem.signals.engine import SignalEngine, available_features
 from tradingsystem.signals.model import LinearModel, ModelError
 from tradingsystem.signals.strategies import StrategyConfigError, StrategyFactory
@@ -48,7 +54,9 @@ def build_engine(settings: Settings) -> SignalEngine:
     return SignalEngine(settings.symbols, factory, model)
 
 
-class SignalService:
+class SignalService(BackgroundLoop):
+    name = SERVICE
+
     def __init__(self, settings: Settings, health: Health | None = None) -> None:
         self.settings = settings
         self.health = health or Health(SERVICE)
@@ -56,18 +64,7 @@ class SignalService:
         self._kind = _SOURCE_PREFIX[settings.signals.source].decode()
         # Upstream counts as connected while its messages (ticks or heartbeats) keep coming.
         self._upstream_timeout_s = max(3 * settings.bus.heartbeat_interval_s, 1.0)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> SignalService:
-        self._thread = threading.Thread(target=self.run, name=SERVICE, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        super().__init__()
 
     def run(self, stop: threading.Event | None = None) -> None:
         if stop is not None:
