@@ -9,10 +9,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(BIN)/tradingsystem: pyproject.toml
+$(BIN)/tradingsystem: pyproject.toml support/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' -e ./support
 	@touch $@
 
 install: $(BIN)/tradingsystem ## create .venv and install the package with dev tools
@@ -27,8 +27,8 @@ control-plane: ## build (or reuse) etcd, kube-apiserver, kube-controller-manager
 	bash hack/build-control-plane.sh
 
 lint: install ## ruff
-	$(BIN)/ruff check components operator tests bench monitoring
-	$(BIN)/ruff format --check components operator tests bench monitoring
+	$(BIN)/ruff check components operator support tests bench monitoring
+	$(BIN)/ruff format --check components operator support tests bench monitoring
 
 typecheck: install ## mypy on the packages
 	$(BIN)/mypy

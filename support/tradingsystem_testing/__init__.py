@@ -1,0 +1,1 @@
+"""Test, benchmark and dev harness for tradingsystem. Never installed into the image."""
