@@ -31,7 +31,16 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from tradingsystem.common import wire
 from tradingsystem.common.config import Settings
-from tradingsystem.common.wire import ExecutionReport, OrderIntent, OrderStatus, Rejection, Side
+from tradingsystem.common.wire import (
+    Bar,
+    ExecutionReport,
+    OrderIntent,
+    OrderStatus,
+    Quote,
+    Rejection,
+    Side,
+    Trade,
+)
 from tradingsystem.risk.engine import RiskEngine
 from tradingsystem.risk.limits import Limits
 from tradingsystem.risk.positions import ZERO, Position, dec
@@ -307,7 +316,8 @@ def run(
         sym = ev.symbol
         if sym not in symbols:
             continue
-        now = event_ts(ev)
+        kind = type(ev)
+        now = ev.start_ts if kind is Bar else ev.exch_ts  # type: ignore[union-attr]
         clock.now_ns = now
         # 1. the broker: orders placed on an earlier event match against this one
         book = resting.get(sym)
@@ -316,9 +326,9 @@ def run(
             for order in book:
                 intent = order.intent
                 buy = intent.side is Side.BUY
-                if isinstance(ev, wire.Quote):
+                if isinstance(ev, Quote):
                     touch = dec(ev.ask if buy else ev.bid)
-                elif isinstance(ev, wire.Trade):
+                elif isinstance(ev, Trade):
                     touch = dec(ev.price)
                 else:
                     touch = dec(ev.open)
@@ -326,7 +336,7 @@ def run(
                 if (
                     price is None
                     and order.limit is not None
-                    and isinstance(ev, wire.Bar)
+                    and isinstance(ev, Bar)
                     and ev.low <= order.limit <= ev.high
                 ):
                     price = fill_price(buy, order.limit, order.limit, slippage)  # the bar traded through it
@@ -350,21 +360,21 @@ def run(
                     qty_f.pop(sym, None)
                 report(intent, OrderStatus.FILLED, fill)
         # 2. marks
-        if isinstance(ev, wire.Quote):
-            risk.on_quote(ev)
-            px = (ev.bid + ev.ask) / 2
-        elif isinstance(ev, wire.Trade):
+        if isinstance(ev, Bar):
+            px = ev.close
+            risk.on_trade(Trade(symbol=sym, price=px, size=ev.volume, exch_ts=now, origin_ts=now))
+        elif isinstance(ev, Trade):
             risk.on_trade(ev)
             px = ev.price
         else:
-            px = ev.close
-            risk.on_trade(wire.Trade(symbol=sym, price=px, size=ev.volume, exch_ts=now, origin_ts=now))
+            risk.on_quote(ev)
+            px = (ev.bid + ev.ask) / 2
         last[sym] = px
         ts_list, px_list = prices[sym]
         ts_list.append(now)
         px_list.append(px)
         # 3. signal -> risk -> order
-        if type(ev) is source:
+        if kind is source:
             sig = signal_engine.on_tick(ev)
             if sig is not None:
                 signals += 1

@@ -7,12 +7,16 @@ from collections.abc import Callable, Sequence
 
 from tradingsystem.backtest.core import BacktestInputs, BacktestResult, Event, run
 from tradingsystem.backtest.metrics import Summary, summarize
+from tradingsystem.common.config import Settings
 from tradingsystem.signals.engine import SignalEngine
 from tradingsystem.signals.service import build_engine
 
-# The signal-bridge's own constructor: a bad strategy, parameter or model file raises
-# ``ConfigError`` naming the field.
-build_signal_engine = build_engine
+
+def build_signal_engine(settings: Settings) -> SignalEngine:
+    """The signal-bridge's own constructor: a bad strategy, parameter or model file raises
+    ``ConfigError`` naming the field. The common features are computed only for a model
+    (a live signal also carries them for observability; no decision reads them otherwise)."""
+    return build_engine(settings, features=False)
 
 
 def run_backtest(
