@@ -18,6 +18,7 @@ Conventions (stated in docs/backtest.md):
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 from dataclasses import asdict, dataclass
 
@@ -114,7 +115,7 @@ def summarize(r: BacktestResult) -> Summary:
     years = (end - start) / NS_PER_YEAR
     total = final / initial - 1.0
     annual = (final / initial) ** (1.0 / years) - 1.0 if years > 0 and final > 0 else math.nan
-    returns = [b / a - 1.0 for a, b in zip([initial, *eq[:-1]], eq, strict=True) if a > 0]
+    returns = [b / a - 1.0 for a, b in itertools.pairwise(eq) if a > 0]
     sharpe = sortino = math.nan
     if len(returns) > 1 and years > 0:
         per_year = len(returns) / years
