@@ -129,7 +129,10 @@ def main(args: argparse.Namespace, settings_loader: Any) -> int:
     from tradingsystem.backtest.runner import build_signal_engine, run_backtest
     from tradingsystem.backtest.sweep import parse_grid, run_sweep, table, write_csv
 
-    settings: Settings = settings_loader(args)
+    loaded = settings_loader(args)
+    # load_settings returns an instance of a local subclass (it carries the YAML path), which
+    # cannot be pickled to the sweep's worker processes: keep the validated values only.
+    settings = Settings.model_construct(**dict(loaded))
     try:
         metric = Metric(args.rank_by)
     except ValueError:
