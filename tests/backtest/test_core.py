@@ -3,8 +3,10 @@ and the live risk engine's limits, kill switch and New York daily-loss breaker."
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 
 from bt_builders import MINUTE_NS, T0, ZIGZAG, bar, closes, run, settings, trade
 
@@ -122,3 +124,33 @@ def test_every_risk_decision_is_recorded_with_its_order_id() -> None:
     assert all(
         d.decision is Decision.APPROVED and d.client_order_id.startswith("ts-SPY-") for d in r.decisions
     )
+
+
+def test_the_model_gates_signals_as_it_does_live(tmp_path: Path) -> None:
+    model = tmp_path / "veto.json"  # a constant score of 0.9: BUY needs 0.95, SELL at most 0.1
+    model.write_text(
+        json.dumps(
+            {
+                "format": "linear/1",
+                "kind": "linear",
+                "features": ["rsi_14"],
+                "weights": [0.0],
+                "bias": 0.9,
+                "buy_threshold": 0.95,
+                "sell_threshold": 0.1,
+            }
+        )
+    )
+    r = run(closes(ZIGZAG), settings(signals={"model_path": str(model)}))
+    assert r.signals == 0 and not r.decisions
+
+
+def test_a_model_that_passes_signals_sets_their_strength(tmp_path: Path) -> None:
+    model = tmp_path / "pass.json"  # score 0.5 passes both ways; strength sizing: 0.5 x 10 shares
+    model.write_text(
+        json.dumps(
+            {"format": "linear/1", "kind": "linear", "features": ["rsi_14"], "weights": [0.0], "bias": 0.5}
+        )
+    )
+    r = run(closes(ZIGZAG), settings(signals={"model_path": str(model)}, risk={"sizing": "strength"}))
+    assert [d.qty for d in r.decisions] == [5.0, 5.0, 5.0, 5.0]

@@ -87,14 +87,14 @@ def _dec(name: str, text: str) -> Decimal:
 
 
 def _params(items: list[str]) -> dict[str, Any]:
-    from tradingsystem.backtest.sweep import _number
+    from tradingsystem.backtest.sweep import parse_value
 
     out: dict[str, Any] = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise ConfigError(f"--param {item!r}: use NAME=VALUE")
-        out[name.strip()] = _number(value)
+        out[name.strip()] = parse_value(value)
     return out
 
 

@@ -40,17 +40,17 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
         if not sep or not name.strip() or not values.strip():
             raise ValueError(f"bad --grid {spec!r}: use NAME=V1,V2,... or NAME=START:STOP:STEP")
         if values.count(":") == 2:
-            a, b, step = (_number(v) for v in values.split(":"))
+            a, b, step = (parse_value(v) for v in values.split(":"))
             if not all(isinstance(x, int | float) for x in (a, b, step)) or step <= 0:
                 raise ValueError(f"bad --grid {spec!r}: START:STOP:STEP must be numbers, STEP > 0")
             n = math.floor((b - a) / step + 1e-9) + 1
             grid[name.strip()] = [a + i * step for i in range(max(n, 0))]
         else:
-            grid[name.strip()] = [_number(v) for v in values.split(",") if v.strip()]
+            grid[name.strip()] = [parse_value(v) for v in values.split(",") if v.strip()]
     return grid
 
 
-def _number(text: str) -> Any:
+def parse_value(text: str) -> Any:
     text = text.strip()
     for cast in (int, float):
         try:
