@@ -137,3 +137,15 @@ def test_alpaca_without_keys_says_which_variables_to_set(
     monkeypatch.delenv("ALPACA_SECRET_KEY", raising=False)
     assert backtest("--alpaca", "--symbols", "AAPL", "--start", "2024-01-01") == 2
     assert "ALPACA_API_KEY and ALPACA_SECRET_KEY" in capsys.readouterr().err
+
+
+def test_the_progress_line_counts_events_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    from tradingsystem.backtest.cli import _Progress
+
+    progress = _Progress(200_000, enabled=True)
+    progress(100_000)
+    progress.close()
+    err = capsys.readouterr().err
+    assert "100,000/200,000 events (50%)" in err and err.endswith(
+        "200,000/200,000 events (100%)" + err.split("(100%)")[1]
+    )

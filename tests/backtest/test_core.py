@@ -154,3 +154,10 @@ def test_a_model_that_passes_signals_sets_their_strength(tmp_path: Path) -> None
     )
     r = run(closes(ZIGZAG), settings(signals={"model_path": str(model)}, risk={"sizing": "strength"}))
     assert [d.qty for d in r.decisions] == [5.0, 5.0, 5.0, 5.0]
+
+
+def test_near_the_daily_loss_limit_only_reducing_orders_go_out() -> None:
+    # long 10 from 106, marked at 96: a loss of 100 is past 80 % of 120, so REDUCING (latched for
+    # the day); the sell that closes goes out, the next buy would open and is refused
+    r = run(closes(ZIGZAG[:10]), settings(risk={"daily_loss_limit": 120}))
+    assert [d.reason or d.decision.value for d in r.decisions] == ["approved", "approved", "reducing_only"]
