@@ -54,6 +54,13 @@ def test_win_rate_and_profit_factor_count_closed_round_trips() -> None:
     assert (s.trades, s.win_rate_pct, s.profit_factor) == (1, 0.0, 0.0)
 
 
+def test_buy_and_hold_averages_each_symbols_move_over_the_period() -> None:
+    events = sorted(
+        closes([100.0, 90.0, 97.0]) + closes([50.0, 55.0, 60.0], sym="QQQ"), key=lambda e: e.start_ts
+    )
+    assert summarize(run(events, settings(("SPY", "QQQ")))).buy_hold_return_pct == pytest.approx(8.5)
+
+
 def test_exposure_is_the_share_of_points_with_a_position() -> None:
     # long after the fills at bars 4 and 9 until the sell at bar 7 and the end: 6 of 12 bars
     assert summarize(run(closes(ZIGZAG))).exposure_pct == 50.0

@@ -13,6 +13,8 @@ Conventions (stated in docs/backtest.md):
   duration is the longest time spent below a previous peak (to the recovery, or to the end).
 * Win rate and profit factor count closed round trips (flat to flat) net of commission.
 * Exposure is the share of points at which any position was open.
+* Buy and hold is the average over the symbols of last price / first price - 1: what holding
+  each symbol equally over the same period returned, for comparison.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Summary:
     max_drawdown_pct: float
     max_drawdown_days: float
     max_drawdown_points: int
+    buy_hold_return_pct: float
     trades: int
     win_rate_pct: float
     profit_factor: float
@@ -107,6 +110,11 @@ def _max_drawdown(ns: list[int], equity: list[float]) -> tuple[float, float, int
     return -worst, longest_ns / NS_PER_DAY, longest_pts
 
 
+def _buy_and_hold(r: BacktestResult) -> float:
+    moves = [px[-1] / px[0] - 1.0 for _, px in r.prices.values() if px and px[0] > 0]
+    return 100 * sum(moves) / len(moves) if moves else math.nan
+
+
 def summarize(r: BacktestResult) -> Summary:
     eq, ns = r.equity, r.equity_ns
     initial = float(r.initial_cash)
@@ -143,6 +151,7 @@ def summarize(r: BacktestResult) -> Summary:
         max_drawdown_pct=100 * dd,
         max_drawdown_days=dd_days,
         max_drawdown_points=dd_pts,
+        buy_hold_return_pct=_buy_and_hold(r),
         trades=len(closed),
         win_rate_pct=100 * len(wins) / len(closed) if closed else math.nan,
         profit_factor=sum(wins) / gross_loss if gross_loss else (math.inf if wins else math.nan),

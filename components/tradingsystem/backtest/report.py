@@ -167,6 +167,7 @@ SUMMARY_ROWS = (
     ("Final equity ($)", "final_equity"),
     ("Total return (%)", "total_return_pct"),
     ("Annualised return (%)", "annual_return_pct"),
+    ("Buy and hold (%)", "buy_hold_return_pct"),
     ("Sharpe", "sharpe"),
     ("Sortino", "sortino"),
     ("Max drawdown (%)", "max_drawdown_pct"),
