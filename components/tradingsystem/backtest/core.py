@@ -205,7 +205,6 @@ class _Account:
     as the risk engine's book and the simulator's ledger (``risk.positions.Position``)."""
 
     cash: Decimal
-    costs: Costs
     positions: dict[str, Position] = field(default_factory=dict)
     open_trades: dict[str, RoundTrip] = field(default_factory=dict)
     trades: list[RoundTrip] = field(default_factory=list)
@@ -281,7 +280,7 @@ def run(
     symbols = set(s.symbols)
     costs = inputs.costs
     slippage = costs.slippage_bps
-    account = _Account(inputs.initial_cash, costs)
+    account = _Account(inputs.initial_cash)
     resting: dict[str, list[_Resting]] = {}
     decisions: list[RiskDecision] = []
     last: dict[str, float] = {}
