@@ -40,6 +40,7 @@ examples:
   ALPACA_API_KEY=... ALPACA_SECRET_KEY=... tradingsystem run --paper
   tradingsystem sim --port 8090          # the Alpaca-compatible simulator alone
   tradingsystem risk-manager --config prod.yaml
+  tradingsystem backtest --data bars.csv --symbols SPY   # strategy + risk rules over history
 """
 
 
@@ -95,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write <service>.key and <service>.key_secret for each service into DIR.",
     )
     keys.add_argument("directory", metavar="DIR")
+
+    from tradingsystem.backtest.cli import add_parser as add_backtest
+
+    add_backtest(sub)
     return parser
 
 
@@ -133,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             mode = "paper" if args.paper else "live" if args.live else None
             return run_all(_settings(args, **({"mode": mode} if mode else {})), duration=args.duration)
+        if args.command == "backtest":
+            from tradingsystem.backtest.cli import main as backtest_main
+
+            return backtest_main(args, _settings)
         if args.command == "keys":
             from pathlib import Path
 

@@ -25,12 +25,20 @@ class _SymbolState:
 
 class SignalEngine:
     def __init__(
-        self, symbols: list[str], factory: StrategyFactory, model: LinearModel | None = None
+        self,
+        symbols: list[str],
+        factory: StrategyFactory,
+        model: LinearModel | None = None,
+        *,
+        features: bool = True,
     ) -> None:
         self._state = {s: _SymbolState(factory.new()) for s in symbols}
         self.strategy_name = factory.name
         self.model = model
         self.vetoed = 0  # signals the model suppressed
+        # The common feature set only feeds the model and the signal's ``features`` field; a
+        # backtest without a model skips it (most of the per-tick cost), decisions unchanged.
+        self._features = features or model is not None
 
     def knows(self, symbol: str) -> bool:
         return symbol in self._state
@@ -49,12 +57,15 @@ class SignalEngine:
         else:
             price, high, low = tick.close, tick.high, tick.low
         st = self._state[tick.symbol]
-        st.features.update(price, high, low)
+        if self._features:
+            st.features.update(price, high, low)
         decision = st.strategy.update(price, high, low)
         if decision is None:
             return None
         # Features are only assembled when there is something to send.
-        features = {**st.features.values(), **st.strategy.features()}
+        features = (
+            {**st.features.values(), **st.strategy.features()} if self._features else st.strategy.features()
+        )
         strength = decision.strength
         if self.model is not None:
             score = self.model.score(features)

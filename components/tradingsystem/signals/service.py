@@ -44,14 +44,14 @@ _BATCH = 512  # messages handled per wakeup, bounding the delay of heartbeats an
 log = logging.getLogger(__name__)
 
 
-def build_engine(settings: Settings) -> SignalEngine:
+def build_engine(settings: Settings, *, features: bool = True) -> SignalEngine:
     s = settings.signals
     try:
         factory = StrategyFactory(s.strategy, s.params)
         model = LinearModel.load(s.model_path, available_features(factory)) if s.model_path else None
     except (StrategyConfigError, ModelError) as exc:
         raise ConfigError(str(exc)) from None
-    return SignalEngine(settings.symbols, factory, model)
+    return SignalEngine(settings.symbols, factory, model, features=features)
 
 
 class SignalService(BackgroundLoop):

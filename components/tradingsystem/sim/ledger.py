@@ -221,6 +221,27 @@ class TradeEvent:
         return data
 
 
+def stop_reached(buy: bool, touch: Decimal, stop: Decimal) -> bool:
+    """A stop triggers once the touch (ask for a buy, bid for a sell) reaches it."""
+    return touch >= stop if buy else touch <= stop
+
+
+def fill_price(buy: bool, touch: Decimal, limit: Decimal | None, slippage_bps: Decimal) -> Decimal | None:
+    """The price an order fills at against ``touch``, or ``None`` if its limit is not reached.
+
+    A limit order fills at the touch once it is at or through the limit (never worse than the
+    limit); a market order fills at the touch moved against it by ``slippage_bps``, rounded to
+    the cent away from the trader. Shared with the backtest (``tradingsystem.backtest``), so a
+    backtest fills exactly as the simulator does.
+    """
+    if limit is not None:
+        return None if (touch > limit if buy else touch < limit) else touch
+    if not slippage_bps:
+        return touch
+    slip = touch * slippage_bps / 10_000
+    return (touch + slip).quantize(CENT, ROUND_UP) if buy else (touch - slip).quantize(CENT, ROUND_DOWN)
+
+
 def _decimal(body: dict[str, Any], key: str) -> Decimal | None:
     raw = body.get(key)
     if raw is None or raw == "":
@@ -406,19 +427,12 @@ class Ledger:
         buy = order.side == "buy"
         touch = quote.ask if buy else quote.bid
         if order.stop_price is not None and not order.triggered:
-            if (buy and touch < order.stop_price) or (not buy and touch > order.stop_price):
+            if not stop_reached(buy, touch, order.stop_price):
                 return
             order.triggered = True
-        if order.limit_price is not None and (
-            (buy and touch > order.limit_price) or (not buy and touch < order.limit_price)
-        ):
+        price = fill_price(buy, touch, order.limit_price, self.slippage_bps)
+        if price is None:
             return
-        price = touch
-        if order.limit_price is None and self.slippage_bps:
-            slip = touch * self.slippage_bps / 10_000
-            price = (
-                (touch + slip).quantize(CENT, ROUND_UP) if buy else (touch - slip).quantize(CENT, ROUND_DOWN)
-            )
         shown = Decimal(quote.ask_size if buy else quote.bid_size)
         qty = min(order.remaining, shown) if self.partial_fills else order.remaining
         if order.time_in_force == "fok" and qty < order.remaining:
