@@ -4,6 +4,10 @@ The supervisor writes the validated settings to one YAML file (secrets excluded:
 inherit ``ALPACA_*`` from the environment), starts the processes consumers first, waits
 for each ``/readyz``, then prints a live summary read from the services' own endpoints
 until Ctrl-C or ``duration``. ``Pipeline`` is also what the end-to-end tests use.
+
+No service outlives the supervisor: SIGTERM, SIGHUP, Ctrl-C and a closed output pipe
+(``tradingsystem run | head``) stop them in order, and on Linux each child also gets SIGTERM
+from the kernel if the supervisor dies any other way (SIGKILL, OOM), see ``die_with_parent``.
 """
 
 from __future__ import annotations
