@@ -4,6 +4,10 @@ The supervisor writes the validated settings to one YAML file (secrets excluded:
 inherit ``ALPACA_*`` from the environment), starts the processes consumers first, waits
 for each ``/readyz``, then prints a live summary read from the services' own endpoints
 until Ctrl-C or ``duration``. ``Pipeline`` is also what the end-to-end tests use.
+
+No service outlives the supervisor: SIGTERM, SIGHUP, Ctrl-C and a closed output pipe
+(``tradingsystem run | head``) stop them in order, and on Linux each child also gets SIGTERM
+from the kernel if the supervisor dies any other way (SIGKILL, OOM), see ``die_with_parent``.
 """
 
 from __future__ import annotations
@@ -11,17 +15,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -35,6 +41,21 @@ ORDER = ("market-data", "signal-bridge", "risk-manager", "execution-engine")
 # signal-bridge, which is only ready once ticks arrive. Stopping reverses this: the sources
 # stop first and the execution engine last, after the orders in flight.
 START_ORDER = ("execution-engine", "risk-manager", "market-data", "signal-bridge")
+
+
+def die_with_parent() -> list[str]:
+    """argv prefix that makes a child get SIGTERM (a graceful stop) when this process dies,
+    even by SIGKILL or a closed terminal, so no service outlives its supervisor.
+
+    ``setpriv --pdeathsig`` (util-linux) sets Linux's PR_SET_PDEATHSIG, then execs the command
+    under the same pid. The kernel ties the signal to the *thread* that forked, so it is only
+    used from the main thread: from a worker thread the child would stop when that thread
+    ended. Without setpriv (not Linux) children are stopped only by an orderly shutdown.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv and threading.current_thread() is threading.main_thread():
+        return [setpriv, "--pdeathsig", "TERM", "--"]
+    return []
 
 
 def http_port(settings: Settings, name: str) -> int:
@@ -108,6 +129,7 @@ class Pipeline:
 
     def start_process(self, name: str) -> subprocess.Popen[bytes]:
         cmd = [
+            *die_with_parent(),
             sys.executable,
             "-m",
             "tradingsystem.cli",
@@ -211,26 +233,43 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def _stop_signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP (terminal closed) stop the pipeline in order, as Ctrl-C does."""
+
     def _raise(*_: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, _raise)
+    stops = (signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _raise) for sig in stops}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _say(text: str, end: str = "\n", file: TextIO | None = None) -> None:
+    """Print, ignoring an output that has gone away: the pipeline must still be stopped."""
+    with contextlib.suppress(BrokenPipeError):
+        print(text, end=end, file=file or sys.stdout, flush=True)
+
+
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null once its reader is gone, so nothing else fails writing to it
+    (including the interpreter's flush at exit)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def run_all(settings: Settings, duration: float | None = None) -> int:
     pipeline = Pipeline(settings)
     tty = sys.stdout.isatty()
-    print(
+    _say(
         f"starting {'simulator + ' if settings.mode is Mode.SIM else ''}4 services "
-        f"(mode={settings.mode.value}, symbols={','.join(settings.symbols)}); logs in {pipeline.workdir}",
-        flush=True,
+        f"(mode={settings.mode.value}, symbols={','.join(settings.symbols)}); logs in {pipeline.workdir}"
     )
-    with _sigterm_as_interrupt():
+    with _stop_signals_as_interrupt():
         try:
             pipeline.start()
             print("all services ready; Ctrl-C to stop", flush=True)
@@ -241,10 +280,12 @@ def run_all(settings: Settings, duration: float | None = None) -> int:
                 time.sleep(1.0 if tty else 5.0)
         except KeyboardInterrupt:
             pass
+        except BrokenPipeError:  # whoever read our output is gone (e.g. `| head`): stop, quietly
+            _detach_stdout()
         except (RuntimeError, TimeoutError) as exc:
-            print(f"\ntradingsystem: {exc}", file=sys.stderr)
+            _say(f"\ntradingsystem: {exc}", file=sys.stderr)
             return 1
         finally:
-            print("\nstopping...", flush=True)
+            _say("\nstopping...")
             pipeline.stop()
     return 0

@@ -70,6 +70,24 @@ def test_canceled_with_partial_fill_keeps_the_fill() -> None:
     assert o.status is S.CANCELED and o.filled_qty == 3
 
 
+@pytest.mark.parametrize("terminal", ["filled", "canceled", "expired"])
+def test_a_terminal_status_whose_fills_have_no_price_keeps_the_order_open_until_they_do(
+    terminal: str,
+) -> None:
+    o = _order()
+    o.apply_broker("partially_filled", 3, 10.0)
+    assert o.apply_broker(terminal, 8, None) == (False, None)
+    assert o.status is S.PARTIALLY_FILLED and not o.terminal and o.filled_qty == 3
+    changed, fill = o.apply_broker(terminal, 8, 12.5)  # the next reconciliation's view
+    assert changed and o.terminal and fill is not None and (fill.qty, fill.price) == (5, 14.0)
+
+
+def test_a_terminal_status_without_fills_needs_no_price() -> None:
+    o = _order()
+    o.apply_broker("new", 0, None)
+    assert o.apply_broker("canceled", 0, None) == (True, None) and o.status is S.CANCELED
+
+
 def test_status_mapping() -> None:
     assert local_status("new", 2) is S.PARTIALLY_FILLED
     assert local_status("replaced", 0) is S.CANCELED

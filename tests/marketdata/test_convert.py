@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgpack
@@ -59,8 +60,25 @@ def test_malformed_trades_raise(bad: dict[str, Any]) -> None:
         convert.trade(bad, now_ns=1)
 
 
+@pytest.mark.parametrize("i", [[1], {"a": 1}, 1.5, True])
+def test_a_trade_id_that_cannot_key_duplicate_detection_is_malformed(i: object) -> None:
+    with pytest.raises(convert.MalformedTick):
+        convert.trade_id({**GOOD_TRADE, "i": i})
+    assert convert.trade_id({**GOOD_TRADE, "i": 7}) == 7 and convert.trade_id(GOOD_TRADE) is None
+
+
 def test_malformed_quote_and_bar_raise() -> None:
     with pytest.raises(convert.MalformedTick):
         convert.quote({"S": "AAPL", "bp": 1.0, "ap": 1.5, "as": 3, "t": TS}, 1)
     with pytest.raises(convert.MalformedTick):
         convert.bar({"S": "AAPL", "o": 1, "h": 2, "l": 0.5, "c": 1.5, "v": 10, "t": TS, "vw": "x"}, 1)
+
+
+GOOD_BAR = {"S": "AAPL", "o": 1, "h": 2, "l": 0.5, "c": 1.5, "v": 10, "t": TS}
+
+
+@pytest.mark.parametrize("n", [math.nan, math.inf, 2.5, "3"])
+def test_a_trade_count_that_is_not_a_whole_number_is_malformed(n: object) -> None:
+    with pytest.raises(convert.MalformedTick):
+        convert.bar({**GOOD_BAR, "n": n}, 1)
+    assert convert.bar({**GOOD_BAR, "n": 3.0}, 1).trade_count == 3

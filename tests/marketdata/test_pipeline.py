@@ -85,3 +85,36 @@ def test_sim_replay_accepts_recorded_timestamps(tmp_path: Path) -> None:
     p = TickPipeline(settings, lambda m, k: out.append((m, k)))
     p.on_trade({"S": "AAPL", "i": 1, "p": 5.0, "s": 1, "t": ts(NOW)}, NOW + 86_400 * S)
     assert len(out) == 1
+
+
+class Exploding(dict[str, Any]):
+    """A message whose every field lookup fails in a way no converter anticipates."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise RuntimeError("boom")
+
+
+def test_one_bad_message_in_a_frame_costs_only_itself_and_is_counted_by_reason() -> None:
+    p, out = pipeline()
+    reasons = ("malformed", "bad_price", "bad_size", "internal_error")
+    before = {r: dropped(r) for r in reasons}
+    bar = {"T": "b", "S": "AAPL", "o": 10.0, "h": 11.0, "l": 9.0, "c": 10.5, "v": 100}
+    frame: list[tuple[Any, dict[str, Any]]] = [
+        (p.on_trade, {"T": "t", "S": "AAPL", "i": 1, "p": 10.0, "s": 1, "t": ts(NOW)}),
+        (p.on_trade, {"T": "t", "S": "AAPL", "i": [2], "p": 10.0, "s": 1, "t": ts(NOW)}),  # unhashable id
+        (p.on_bar, {**bar, "t": ts(NOW - 60 * S), "vw": float("nan")}),
+        (p.on_bar, {**bar, "t": ts(NOW - 59 * S), "n": float("nan")}),
+        (p.on_bar, {**bar, "t": ts(NOW - 58 * S), "n": -4}),
+        (p.on_quote, Exploding(T="q", S="AAPL")),
+        (p.on_trade, {"T": "t", "S": "AAPL", "i": 3, "p": 10.1, "s": 1, "t": ts(NOW)}),
+        (p.on_bar, {**bar, "t": ts(NOW - 57 * S), "vw": 10.2, "n": 7}),
+    ]
+    for handler, msg in frame:  # as alpaca-py dispatches a frame: one handler call per message
+        handler(msg, NOW)
+    assert [(type(m).__name__, k) for m, k in out] == [("Trade", "trade"), ("Trade", "trade"), ("Bar", "bar")]
+    assert {r: dropped(r) - before[r] for r in reasons} == {
+        "malformed": 2,
+        "bad_price": 1,
+        "bad_size": 1,
+        "internal_error": 1,
+    }

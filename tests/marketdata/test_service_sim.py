@@ -5,9 +5,11 @@ Only Alpaca's servers are replaced (by our simulator); alpaca-py, validation and
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 
+import msgpack
 import pytest
 from prometheus_client import REGISTRY
 
@@ -103,6 +105,34 @@ def test_streams_validated_ticks_and_drops_injected_bad_ones(
             assert 0 < t.bid <= t.ask
         else:
             assert t.low <= min(t.open, t.close) <= max(t.open, t.close) <= t.high
+
+
+def test_a_frame_with_bad_fields_still_delivers_the_valid_ticks_after_them(
+    pipeline: tuple[SimulatorThread, MarketDataService, Tap],
+) -> None:
+    sim, svc, tap = pipeline
+    tap.drain_until(lambda: svc.health.ready and len(tap.ticks()) > 0)
+    reasons = ("malformed", "bad_price")
+    before = {r: dropped(r) for r in reasons}
+    now = time.time_ns()
+    t = msgpack.Timestamp.from_unix_nano(now)
+    bar = {"T": "b", "S": "AAPL", "o": 10.0, "h": 11.0, "l": 9.0, "c": 10.5, "t": t}
+    frame = [  # one websocket frame, written by hand onto the simulator's live data connection
+        {"T": "t", "S": "AAPL", "i": [1], "p": 10.0, "s": 1, "t": t},  # unhashable trade id
+        {**bar, "v": 1, "vw": math.nan},
+        {**bar, "v": 2, "n": math.nan},
+        {"T": "t", "S": "AAPL", "i": 987_654_321, "p": 10.0, "s": 4321, "t": t},
+        {**bar, "v": 4321, "vw": 10.2, "n": 7},
+    ]
+    assert sim.call(lambda: [c.send(frame) for c in list(sim.data.clients)]) == [True]
+
+    def markers() -> list[wire.Trade | wire.Bar]:
+        trades = [m for m in tap.ticks() if isinstance(m, wire.Trade) and m.size == 4321]
+        return [*trades, *(m for m in tap.ticks() if isinstance(m, wire.Bar) and m.volume == 4321)]
+
+    tap.drain_until(lambda: len(markers()) == 2)
+    assert [type(m) for m in markers()] == [wire.Trade, wire.Bar] and markers()[1].vwap == 10.2
+    assert {r: dropped(r) - before[r] for r in reasons} == {"malformed": 2, "bad_price": 1}
 
 
 @pytest.mark.parametrize("clean", [True, False], ids=["clean-close", "tcp-drop"])

@@ -26,9 +26,25 @@ def quote(bid: float = 99.9, ask: float = 100.1, ts: int = NOW, bs: float = 1, a
 
 
 def bar(
-    o: float = 100, h: float = 101, lo: float = 99, c: float = 100.5, start: int = NOW - ALPACA_BAR_NS
+    o: float = 100,
+    h: float = 101,
+    lo: float = 99,
+    c: float = 100.5,
+    start: int = NOW - ALPACA_BAR_NS,
+    vwap: float | None = None,
+    n: int | None = None,
 ) -> wire.Bar:
-    return wire.Bar(symbol="AAPL", open=o, high=h, low=lo, close=c, volume=1000, start_ts=start)
+    return wire.Bar(
+        symbol="AAPL",
+        open=o,
+        high=h,
+        low=lo,
+        close=c,
+        volume=1000,
+        start_ts=start,
+        vwap=vwap,
+        trade_count=n,
+    )
 
 
 def test_good_ticks_pass() -> None:
@@ -37,6 +53,7 @@ def test_good_ticks_pass() -> None:
     assert v.check(quote(), NOW) is None
     assert v.check(quote(bid=100.0, ask=100.0, ts=NOW + 1), NOW) is None  # locked market is legal
     assert v.check(bar(), NOW) is None
+    assert v.check(bar(vwap=100.2, n=12, start=NOW), NOW) is None
 
 
 @pytest.mark.parametrize(
@@ -56,6 +73,9 @@ def test_good_ticks_pass() -> None:
         (bar(h=98, lo=99, o=98.5, c=98.5), DropReason.BAD_BAR),
         (bar(c=102), DropReason.BAD_BAR),
         (bar(o=-1), DropReason.BAD_PRICE),
+        (bar(vwap=math.nan), DropReason.BAD_PRICE),
+        (bar(vwap=0.0), DropReason.BAD_PRICE),
+        (bar(n=-1), DropReason.BAD_SIZE),
         (trade(ts=NOW - 31 * S), DropReason.STALE),
         (quote(ts=NOW - 31 * S), DropReason.STALE),
         (bar(start=NOW - ALPACA_BAR_NS - 31 * S), DropReason.STALE),

@@ -18,6 +18,7 @@ from tradingsystem.common.wire import (
     Side,
     Trade,
 )
+from tradingsystem.risk.engine import base36
 
 BUY, SELL, FLAT = Action.BUY, Action.SELL, Action.FLAT
 
@@ -49,6 +50,19 @@ def test_approves_within_limits_with_market_reference_and_stable_cid() -> None:
     assert approved(other.on_signal(sig)).client_order_id == order.client_order_id
     # ... and into the same engine it is refused rather than sent twice.
     rejected(eng.on_signal(sig), RejectReason.DUPLICATE)
+
+
+@pytest.mark.timeout(60)  # the old id function looped forever on a negative timestamp
+@pytest.mark.parametrize("field", ["origin_ts", "ts", "seq"])
+def test_a_signal_with_a_negative_timestamp_or_sequence_is_rejected_not_hung_on(field: str) -> None:
+    eng = make_engine()
+    eng.on_quote(quote("AAPL", 100.0))
+    sig = signal("AAPL", BUY, 100.0)
+    setattr(sig, field, -1_700_000_000)
+    assert field in rejected(eng.on_signal(sig), RejectReason.BAD_SIGNAL).detail
+    with pytest.raises(ValueError, match="negative"):
+        base36(-1)
+    assert base36(0) == "0" and base36(36**2) == "100"
 
 
 def test_strength_sizing_floors_to_whole_shares_and_zero_is_rejected() -> None:

@@ -185,6 +185,13 @@ def test_orders_rejections_fills_and_halt_over_the_bus(harness: Harness) -> None
     assert http(h.port, "/control", {"action": "explode"})[0] == 400
 
 
+def test_a_negative_origin_ts_is_rejected_and_control_can_still_halt(harness: Harness) -> None:
+    # The id function used to loop forever on it while holding the lock /control needs.
+    harness.signals.publish(sig(100.0, ts=-5))
+    assert harness.next_decision(Rejection).reason is RejectReason.BAD_SIGNAL
+    assert http(harness.port, "/control", {"action": "halt", "reason": "test"})[1]["state"] == "HALTED"
+
+
 def test_malformed_messages_are_counted_and_skipped(harness: Harness) -> None:
     def dropped() -> float:
         return (

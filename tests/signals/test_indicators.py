@@ -134,6 +134,19 @@ def test_bollinger_against_statistics_pstdev() -> None:
     assert [flat.update(1.0) for _ in range(3)][-1] == 0.5
 
 
+def test_bollinger_bands_of_a_quiet_high_priced_symbol_match_the_exact_deviation() -> None:
+    # 600 000 moving by cents: E[x²] - E[x]² cancels every significant digit here (an error of
+    # order 1e-4 in a variance of order 1e-4), so the old form gave bands that were noise or 0.
+    rng = random.Random(11)
+    prices = [600_000 + rng.choice((-0.02, -0.01, 0.0, 0.01, 0.02)) for _ in range(300)]
+    b = Bollinger(20, 2.0)
+    for i, p in enumerate(prices):
+        b.update(p)
+        if i >= 19:
+            sd = statistics.pstdev(prices[i - 19 : i + 1])  # exact: computed in fractions
+            assert b.upper is not None and b.upper - b.mid == pytest.approx(2 * sd, rel=1e-6)
+
+
 def test_atr_true_range_and_wilder_smoothing() -> None:
     a = ATR(2)
     assert a.update(10, 8, 9) is None  # TR 2

@@ -74,6 +74,7 @@ class RejectReason(enum.StrEnum):
     ZERO_QTY = "zero_qty"
     UNKNOWN_SYMBOL = "unknown_symbol"  # not in the configured symbols
     DUPLICATE = "duplicate"  # the same signal seen twice (same client_order_id)
+    BAD_SIGNAL = "bad_signal"  # a negative timestamp or sequence number: no real signal has one
 
 
 class OrderStatus(enum.StrEnum):

@@ -35,7 +35,7 @@ from tradingsystem.common.config import Mode, Settings
 from tradingsystem.common.metrics import BROKER_ERRORS, BROKER_LATENCY, BROKER_REQUESTS
 from tradingsystem.common.wire import OrderType
 from tradingsystem.execution.orders import Order
-from tradingsystem.execution.ratelimit import TokenBucket
+from tradingsystem.execution.ratelimit import RequestLimiter
 from tradingsystem.sim.auth import DEFAULT_KEY_ID, DEFAULT_SECRET
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class Broker:
         settings: Settings,
         *,
         sleep: Callable[[float], None] = time.sleep,
-        bucket: TokenBucket | None = None,
+        bucket: RequestLimiter | None = None,
     ) -> None:
         ex = settings.execution
         key, secret = credentials(settings)
@@ -136,7 +136,7 @@ class Broker:
         adapter = _TimeoutAdapter(ex.request_timeout_s)
         self._client._session.mount("http://", adapter)
         self._client._session.mount("https://", adapter)
-        self._bucket = bucket or TokenBucket(ex.rate_limit_per_min)
+        self._bucket = bucket or RequestLimiter(ex.rate_limit_per_min)
         self._sleep = sleep
         self._max_attempts = ex.max_attempts
         self._base = ex.backoff_base_s

@@ -146,7 +146,8 @@ class Order:
         """Apply one broker view of this order; returns (changed, new fill or None).
 
         Fills are derived from the growth of the cumulative quantity, so re-applying the same
-        view is a no-op. A status the machine does not allow (e.g. ``canceled`` after
+        view is a no-op. A terminal status whose new fills come without an average price is
+        not taken (see below). A status the machine does not allow (e.g. ``canceled`` after
         ``filled``, an out-of-order stream event) is logged and ignored; the fills are still
         taken, because a cumulative quantity never lies about money that moved.
         """
@@ -156,7 +157,16 @@ class Order:
             changed = True
         fill = self._take_fills(filled_qty, filled_avg_price)
         new = local_status(broker_status, self.filled_qty)
-        if new != self.status and not (new is S.PARTIALLY_FILLED and self.status is S.PARTIALLY_FILLED):
+        if new in TERMINAL and filled_qty > self.filled_qty + QTY_EPS:
+            # Fills without an average price cannot be taken. A terminal order is never looked
+            # at again, so it stays open until a later view (reconciliation) brings the price.
+            log.warning(
+                "order %s: broker says %s with %s filled but no average price; kept open",
+                self.client_order_id,
+                broker_status,
+                filled_qty,
+            )
+        elif new != self.status and not (new is S.PARTIALLY_FILLED and self.status is S.PARTIALLY_FILLED):
             try:
                 self.transition(new)
                 changed = True

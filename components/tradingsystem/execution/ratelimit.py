@@ -1,4 +1,4 @@
-"""Client-side token bucket: stay under the broker's request budget instead of hitting 429s."""
+"""Client-side request limit: stay under the broker's budget instead of hitting 429s."""
 
 from __future__ import annotations
 
@@ -7,10 +7,15 @@ import time
 from collections.abc import Callable
 
 from tradingsystem.common.metrics import RATE_LIMIT_REMAINING
+from tradingsystem.common.window import SlidingWindow
+
+WINDOW_S = 60.0  # Alpaca counts requests per minute
 
 
-class TokenBucket:
-    """``per_min`` requests per minute, bursts up to ``per_min`` (Alpaca counts per minute)."""
+class RequestLimiter:
+    """At most ``per_min`` requests in any 60 s window; a caller over the limit sleeps until the
+    oldest request of the window leaves it. Callers queue on one lock, so waits are first come,
+    first served."""
 
     def __init__(
         self,
@@ -18,30 +23,19 @@ class TokenBucket:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._capacity = float(per_min)
-        self._rate = per_min / 60.0
-        self._tokens = self._capacity
+        self._window = SlidingWindow(per_min, WINDOW_S)
         self._clock = clock
         self._sleep = sleep
-        self._last = clock()
         self._lock = threading.Lock()
-        RATE_LIMIT_REMAINING.set(self._tokens)
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self._capacity, self._tokens + (now - self._last) * self._rate)
-        self._last = now
+        RATE_LIMIT_REMAINING.set(per_min)
 
     def acquire(self) -> float:
-        """Take one token, sleeping until one is available; returns the time waited."""
-        waited = 0.0
+        """Admit one request, sleeping until the window allows it; returns the time waited."""
         with self._lock:
-            self._refill()
-            while self._tokens < 1.0:
-                pause = (1.0 - self._tokens) / self._rate
+            start = now = self._clock()
+            while (pause := self._window.wait(now)) > 0:
                 self._sleep(pause)
-                waited += pause
-                self._refill()
-            self._tokens -= 1.0
-            RATE_LIMIT_REMAINING.set(int(self._tokens))
-        return waited
+                now = self._clock()  # a real sleep may end early: ask the window again
+            self._window.record(now)
+            RATE_LIMIT_REMAINING.set(self._window.remaining(now))
+        return now - start

@@ -35,6 +35,21 @@ def _num(v: Any) -> float:
     return float(v)
 
 
+def _count(v: Any) -> int:
+    # A count sent as a float must be a whole number: int() of NaN or inf would raise ValueError.
+    if isinstance(v, float) and not v.is_integer():
+        raise MalformedTick(f"whole number expected, got {v!r}")
+    return int(_num(v))
+
+
+def trade_id(m: dict[str, Any]) -> int | str | None:
+    """Alpaca's trade id ``i`` (optional); it keys duplicate detection, so it must be hashable."""
+    i = m.get("i")
+    if i is None or (isinstance(i, int | str) and not isinstance(i, bool)):
+        return i
+    raise MalformedTick(f"trade id of type {type(i).__name__}")
+
+
 def _symbol(v: Any) -> str:
     if not isinstance(v, str) or not v:
         raise MalformedTick("symbol missing")
@@ -82,7 +97,7 @@ def bar(m: dict[str, Any], now_ns: int) -> wire.Bar:
             volume=_num(m["v"]),
             start_ts=_ts_ns(m["t"]),
             vwap=None if vw is None else _num(vw),
-            trade_count=None if n is None else int(_num(n)),
+            trade_count=None if n is None else _count(n),
             origin_ts=now_ns,
         )
     except _SHAPE_ERRORS as exc:

@@ -1,14 +1,15 @@
 """Raw Alpaca messages -> converted, validated (and optionally aggregated) ticks, with drop counts.
 
-No I/O: accepted ticks go to ``emit``; rejected ones only increment
+No I/O (but one log line per kind of defect): accepted ticks go to ``emit``; rejected ones only increment
 ``tradingsystem_messages_dropped_total{service="market-data", reason=...}``. The service
 wires ``emit`` to its PUB socket; tests wire it to a list.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from tradingsystem.common import wire
 from tradingsystem.common.config import Mode, Settings
@@ -19,7 +20,10 @@ from tradingsystem.marketdata.validation import DropReason, TickValidator
 
 SERVICE = "market-data"
 
+log = logging.getLogger(__name__)
+
 Tick = wire.Trade | wire.Quote | wire.Bar
+T = TypeVar("T", wire.Trade, wire.Quote, wire.Bar)
 Emit = Callable[[Tick, str], None]  # (message, kind: "trade" | "quote" | "bar")
 
 
@@ -40,14 +44,11 @@ class TickPipeline:
         # Bound metric children once: a label lookup per tick is measurable.
         self._dropped = {r: MESSAGES_DROPPED.labels(SERVICE, r.value) for r in DropReason}
         self._last_ts = {s: LAST_TICK_TIMESTAMP.labels(s) for s in settings.symbols}
+        self._errors_logged: set[type[Exception]] = set()
 
     def on_trade(self, m: dict[str, Any], now: int) -> None:
-        try:
-            t = convert.trade(m, now)
-        except convert.MalformedTick:
-            self._dropped[DropReason.MALFORMED].inc()
-            return
-        if not self._accept(t, now, m.get("i")):
+        t = self._admit(convert.trade, m, now, with_id=True)
+        if t is None:
             return
         if self.forward_trades:
             self._emit(t, "trade")
@@ -57,21 +58,13 @@ class TickPipeline:
                 self._emit(b, "bar")
 
     def on_quote(self, m: dict[str, Any], now: int) -> None:
-        try:
-            q = convert.quote(m, now)
-        except convert.MalformedTick:
-            self._dropped[DropReason.MALFORMED].inc()
-            return
-        if self._accept(q, now):
+        q = self._admit(convert.quote, m, now)
+        if q is not None:
             self._emit(q, "quote")
 
     def on_bar(self, m: dict[str, Any], now: int) -> None:
-        try:
-            b = convert.bar(m, now)
-        except convert.MalformedTick:
-            self._dropped[DropReason.MALFORMED].inc()
-            return
-        if self._accept(b, now):
+        b = self._admit(convert.bar, m, now)
+        if b is not None:
             self._emit(b, "bar")
 
     def on_timer(self, now: int) -> None:
@@ -80,10 +73,26 @@ class TickPipeline:
             for b in self.aggregator.due(now):
                 self._emit(b, "bar")
 
-    def _accept(self, tick: Tick, now: int, trade_id: object = None) -> bool:
-        reason = self.validator.check(tick, now, trade_id)
+    def _admit(
+        self, conv: Callable[[dict[str, Any], int], T], m: dict[str, Any], now: int, with_id: bool = False
+    ) -> T | None:
+        """The converted tick if it passes validation; else None, with the drop counted.
+
+        Never raises: alpaca-py hands a frame's messages to the handler one by one, and an
+        exception would end the frame, losing the valid ticks after the bad one.
+        """
+        try:
+            tick = conv(m, now)
+            reason = self.validator.check(tick, now, convert.trade_id(m) if with_id else None)
+        except convert.MalformedTick:
+            reason = DropReason.MALFORMED
+        except Exception as exc:
+            reason = DropReason.INTERNAL_ERROR
+            if type(exc) not in self._errors_logged:  # once per kind of defect, not per tick
+                self._errors_logged.add(type(exc))
+                log.exception("tick handling failed; dropping the message and counting it")
         if reason is not None:
             self._dropped[reason].inc()
-            return False
+            return None
         self._last_ts[tick.symbol].set(now / 1e9)
-        return True
+        return tick

@@ -25,14 +25,15 @@ _DUP_WINDOW = 1024  # recent trade keys remembered per symbol
 class DropReason(enum.StrEnum):
     MALFORMED = "malformed"  # missing or mistyped fields (set by the converter)
     UNKNOWN_SYMBOL = "unknown_symbol"
-    BAD_PRICE = "bad_price"  # not finite or <= 0
-    BAD_SIZE = "bad_size"  # not finite or < 0 (trades: <= 0)
+    BAD_PRICE = "bad_price"  # not finite or <= 0 (a bar's VWAP too)
+    BAD_SIZE = "bad_size"  # not finite or < 0 (trades: <= 0; a bar's trade count too)
     CROSSED_QUOTE = "crossed_quote"  # bid > ask
     BAD_BAR = "bad_bar"  # high < low, or open/close outside [low, high]
     STALE = "stale"  # older than stale_after_s on arrival
     FUTURE = "future"  # ahead of our clock by more than max_future_s
     OUT_OF_ORDER = "out_of_order"  # older than the symbol's newest tick by more than max_backwards_s
     DUPLICATE = "duplicate"
+    INTERNAL_ERROR = "internal_error"  # handling the message raised: a defect, logged (set by the pipeline)
 
 
 def _positive(*xs: float) -> bool:
@@ -117,9 +118,9 @@ class TickValidator:
 
     @staticmethod
     def _bar_fields(b: wire.Bar) -> DropReason | None:
-        if not _positive(b.open, b.high, b.low, b.close):
+        if not _positive(b.open, b.high, b.low, b.close) or (b.vwap is not None and not _positive(b.vwap)):
             return DropReason.BAD_PRICE
-        if not _non_negative(b.volume):
+        if not _non_negative(b.volume) or (b.trade_count is not None and b.trade_count < 0):
             return DropReason.BAD_SIZE
         if b.high < b.low or not (b.low <= b.open <= b.high and b.low <= b.close <= b.high):
             return DropReason.BAD_BAR

@@ -54,6 +54,8 @@ _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def base36(n: int) -> str:
+    if n < 0:  # divmod of a negative never reaches 0: the loop below would never end
+        raise ValueError(f"base36 of a negative number: {n}")
     out = ""
     while True:
         n, r = divmod(n, 36)
@@ -227,6 +229,8 @@ class RiskEngine:
 
         if symbol not in self.symbols:
             return reject(RejectReason.UNKNOWN_SYMBOL)
+        if min(sig.origin_ts, sig.ts, sig.seq) < 0:  # they make up the client_order_id
+            return reject(RejectReason.BAD_SIGNAL, f"origin_ts={sig.origin_ts} ts={sig.ts} seq={sig.seq}")
         if self.state is RiskState.HALTED:
             return reject(
                 RejectReason.HALTED if self._kill else RejectReason.DAILY_LOSS_LIMIT, self.state_reason

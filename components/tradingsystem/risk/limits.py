@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
 
 from tradingsystem.common.config import RiskSettings
+from tradingsystem.common.window import SlidingWindow
 from tradingsystem.risk.positions import dec
 
 WINDOW_NS = 60 * 1_000_000_000  # orders-per-minute window
@@ -43,20 +43,9 @@ class Limits:
         return {name: float(getattr(self, name)) for name in self.__slots__}
 
 
-class OrderRate:
+class OrderRate(SlidingWindow):
     """At most ``limit`` orders in any window of ``window_ns`` (sliding, not bucketed:
     a burst straddling a minute boundary cannot double the rate)."""
 
     def __init__(self, limit: int, window_ns: int = WINDOW_NS) -> None:
-        self.limit = limit
-        self.window_ns = window_ns
-        self._sent: deque[int] = deque()
-
-    def allows(self, now_ns: int) -> bool:
-        horizon = now_ns - self.window_ns
-        while self._sent and self._sent[0] <= horizon:
-            self._sent.popleft()
-        return len(self._sent) < self.limit
-
-    def record(self, now_ns: int) -> None:
-        self._sent.append(now_ns)
+        super().__init__(limit, window_ns)
