@@ -400,3 +400,32 @@ def test_fills_are_reported_as_account_activities_newest_first() -> None:
         ("partial_fill", "100.02", o.id),
     ]
     assert acts[0]["id"] > acts[1]["id"]
+
+
+def test_exits_of_a_replaced_entry_cover_what_both_entries_filled() -> None:
+    ledger, _, _ = make(partial=True)
+    entry = ledger.submit(bracket(qty=500, type="limit", limit_price=100.02))
+    assert entry.filled_qty == 300
+    bigger = ledger.replace(entry.id, {"qty": 800})
+    ledger.on_quote("AAPL", Quote(D("100.00"), 200, D("100.01"), 1000))
+    tp, sl = (ledger.orders[i] for i in bigger.legs)
+    assert (bigger.status, tp.status, tp.qty, sl.qty) == ("filled", "new", 800, 800)
+    assert ledger.positions["AAPL"].qty == 800
+    assert_books_exact(ledger)
+
+
+def test_a_rejected_oco_takes_its_other_half_with_it() -> None:
+    ledger, _, _ = make()
+    ledger.submit(order(qty=10))
+    oco = ledger.submit(
+        order(
+            side="sell",
+            type="limit",
+            order_class="oco",
+            take_profit={"limit_price": 105},
+            stop_loss={"stop_price": 95},
+        ),
+        reject=True,
+    )
+    (stop,) = (ledger.orders[i] for i in oco.legs)
+    assert (oco.status, stop.status) == ("rejected", "canceled")

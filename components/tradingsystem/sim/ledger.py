@@ -981,19 +981,33 @@ class Ledger:
         if not reduces or abs(signed) > abs(before):
             self._opened[order.symbol] = day
 
+    def _chain_filled(self, order: Order) -> Decimal:
+        """What ``order`` and the orders it replaced filled together."""
+        total = order.filled_qty
+        while order.replaces is not None:
+            order = self.orders[order.replaces]
+            total += order.filled_qty
+        return total
+
     def _group(self, order: Order) -> list[Order]:
         root = self.orders[order.parent_id] if order.parent_id else order
         return [root, *(self.orders[i] for i in root.legs)]
 
     def _after_parent_done(self, parent: Order, now: int) -> None:
-        """A parent left the book: held exit legs activate for what filled, or are canceled."""
+        """A parent left the book: held exit legs activate for what filled, or are canceled.
+
+        An oco's other half goes with it (a fill of it is handled in ``_fill``).
+        """
+        filled = self._chain_filled(parent)
         for leg in (self.orders[i] for i in parent.legs):
+            if parent.order_class == "oco" and leg.is_open:
+                self._close(leg, "canceled", now, cascade=False)
             if leg.status != "held":
                 continue
-            if parent.filled_qty == 0:
+            if filled == 0:
                 self._close(leg, "canceled", now, cascade=False)
                 continue
-            leg.qty = parent.filled_qty
+            leg.qty = filled
             leg.status, leg.updated_ns = "new", now
             self._set_lifetime(leg, now)
             self._emit_order("new", leg, now)
