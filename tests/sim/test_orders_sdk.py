@@ -298,3 +298,7 @@ def test_still_unsupported_requests_answer_422_naming_the_feature(sim: Simulator
         assert (
             r.status_code == 422 and feature in r.json()["message"] and "not supported" in r.json()["message"]
         )
+    with pytest.raises(APIError) as exc:
+        client(sim).get_watchlists()
+    assert exc.value.status_code == 422 and exc.value.code == 40010001
+    assert exc.value.message == "GET /v2/watchlists is not supported by the simulator"

@@ -4,7 +4,8 @@ simulator's own control API (``/_sim/...``, no auth, loopback only).
 Responses use Alpaca's shapes: numbers as strings, errors as ``{"code", "message"}``, 403 for
 bad keys, 422 for invalid or duplicate orders, 404 for unknown ids, 429 with ``X-RateLimit-*``
 headers, 204 for a single cancel and 207 for bulk cancels/closes. The ``/v2`` middleware also
-applies the REST faults (latency, 429 bursts, 5xx) before the handler runs.
+applies the REST faults (latency, 429 bursts, 5xx) and runs the session closes the simulated
+clock has passed (day expiries) before the handler runs.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ async def alpaca_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = await handler(request)
     except SimError as exc:
         return error(exc.status, exc.code, exc.message, headers)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+        # An Alpaca endpoint the simulator does not serve: say so in Alpaca's error shape.
+        return error(422, CODE_INVALID, f"{request.method} {path} is not supported by the simulator", headers)
     response.headers.update(headers)
     return response
 

@@ -25,7 +25,9 @@ In sync tests (its own event loop in a daemon thread)::
         sim.faults.order_504_next = 1       # plain attribute writes are safe from any thread
 
 Over HTTP (no auth): ``GET /_sim/ledger``, ``GET|POST /_sim/faults``, ``POST /_sim/reset``,
-``POST /_sim/disconnect {"stream": "data|trading|all", "mode": "drop|close"}``, ``GET /_sim/status``.
+``POST /_sim/disconnect {"stream": "data|trading|all", "mode": "drop|close"}``, ``GET /_sim/status``,
+``POST /_sim/clock {"advance_s": N}`` or ``{"to": "next_open|next_close"}`` (the simulated clock
+only moves forward; from a sync test use ``sim.call(sim.advance_clock, seconds)``).
 
 Ticks: every ``1/tick_rate`` s each symbol advances one step (a quote, a trade, and every
 ``bar_every`` steps a bar). If the loop falls behind it catches up in batches of up to
