@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from alpaca.trading.requests import (
 
 from tradingsystem.sim.account import AccountConfig, AccountType
 from tradingsystem.sim.auth import DEFAULT_KEY_ID, DEFAULT_SECRET
+from tradingsystem.sim.ledger import Quote
 from tradingsystem.sim.server import SimulatorThread
 
 from .conftest import running, take_until, wait_for
@@ -302,3 +304,53 @@ def test_still_unsupported_requests_answer_422_naming_the_feature(sim: Simulator
         client(sim).get_watchlists()
     assert exc.value.status_code == 422 and exc.value.code == 40010001
     assert exc.value.message == "GET /v2/watchlists is not supported by the simulator"
+
+
+def test_trade_updates_follow_a_bracket_and_a_trailing_stop_to_their_exits(tmp_path: Path) -> None:
+    # One replayed quote, then the test moves the market itself: every price is known.
+    path = tmp_path / "one.csv"
+    path.write_text(
+        "T,S,t,p,s,bp,bs,ap,as,o,h,l,c,v,n,vw\nq,AAPL,2024-01-02T14:30:00Z,,,100.00,500,100.02,500,,,,,,,\n"
+    )
+    with SimulatorThread(["AAPL"], replay_path=path, tick_rate=100) as sim:
+        wait_for(lambda: sim.status()["replay_done"], "the replayed quote")
+        trading = client(sim)
+        stream, q = trade_updates(sim)
+        with running(stream):
+            wait_for(lambda: listening(sim), "trade_updates listener")
+            entry = trading.submit_order(
+                MarketOrderRequest(
+                    symbol="AAPL",
+                    qty=10,
+                    side="buy",
+                    time_in_force="gtc",
+                    order_class=OrderClass.BRACKET,
+                    take_profit=TakeProfitRequest(limit_price=105),
+                    stop_loss=StopLossRequest(stop_price=95),
+                )
+            )
+            trail = trading.submit_order(
+                TrailingStopOrderRequest(symbol="AAPL", qty=5, side="buy", time_in_force="gtc", trail_price=2)
+            )
+            sim.call(sim.ledger.on_quote, "AAPL", Quote(Decimal("105.10"), 500, Decimal("105.12"), 500))
+            events = take_until(
+                q, lambda u: u.event == "fill" and u.order.id == trail.id, "the trailing fill"
+            )
+        tp, sl = (leg.id for leg in entry.legs or [])
+        seen = [(u.event, u.order.id) for u in events]
+        assert seen == [
+            ("new", entry.id),
+            ("fill", entry.id),
+            ("new", tp),
+            ("new", sl),
+            ("new", trail.id),
+            ("fill", tp),  # oldest first: the take-profit, then the stop it cancels, then the trail
+            ("canceled", sl),
+            ("fill", trail.id),
+        ]
+        assert events[-1].order.hwm == "100.02" and events[-1].price == 105.12
+        assert events[5].price == 105.10 and events[5].position_qty == 0
+        snap = sim.call(sim.ledger.snapshot)
+        assert Decimal(snap["cash"]) == Decimal(100_000) - Decimal("1000.20") + Decimal("1051.00") - Decimal(
+            "525.60"
+        )
