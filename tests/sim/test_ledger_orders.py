@@ -399,7 +399,7 @@ def test_fills_are_reported_as_account_activities_newest_first() -> None:
         ("fill", "100.01", o.id),
         ("partial_fill", "100.02", o.id),
     ]
-    assert acts[0]["id"] > acts[1]["id"]
+    assert acts[0]["transaction_time"] > acts[1]["transaction_time"]
 
 
 def test_exits_of_a_replaced_entry_cover_what_both_entries_filled() -> None:
@@ -429,3 +429,30 @@ def test_a_rejected_oco_takes_its_other_half_with_it() -> None:
     )
     (stop,) = (ledger.orders[i] for i in oco.legs)
     assert (oco.status, stop.status) == ("rejected", "canceled")
+
+
+def test_canceling_a_partly_filled_entry_arms_its_exits_for_what_filled() -> None:
+    ledger, events, _ = make(partial=True)
+    entry = ledger.submit(bracket(qty=500, type="limit", limit_price=100.02))
+    ledger.cancel(entry.id)
+    tp, sl = (ledger.orders[i] for i in entry.legs)
+    assert (entry.status, entry.filled_qty, tp.status, sl.status, tp.qty) == (
+        "canceled",
+        300,
+        "new",
+        "new",
+        300,
+    )
+    assert names(events)[-3:] == ["canceled", "new", "new"]
+    ledger.cancel(sl.id)
+    assert (tp.status, sl.status) == ("canceled", "canceled")
+
+
+def test_armed_exits_hold_the_shares_they_close_in_a_cash_account() -> None:
+    ledger, _, _ = make(account=CASH)
+    entry = ledger.submit(bracket(qty=5))
+    tp, sl = (ledger.orders[i] for i in entry.legs)
+    err = refused(ledger.submit, order(side="sell", qty=1))
+    assert "available: 0" in err.message  # both exits stand for the same 5 shares, once
+    assert "available: 5" in refused(ledger.replace, tp.id, {"qty": 6}).message
+    assert ledger.replace(sl.id, {"qty": 5, "stop_price": 96}).status == "new"

@@ -10,8 +10,9 @@ to a position are checked; their value is ``qty * limit price`` for a limit buy,
 ``qty * ask * (1 + buffer)`` for a market (or stop) buy, and
 ``qty * max(limit price, ask * (1 + buffer))`` for a short sale. Open buy-long and sell-short
 orders reduce the available buying power; sell-long and buy-to-cover orders do not give any
-back until they fill. Exit legs of bracket/oco/oto orders reserve nothing: they close what
-their parent opened.
+back until they fill. The exits of one bracket/oco/oto group stand for the same shares (only
+one can trade), so a group counts once; exits that close a position reserve nothing, and the
+shares they hold are not available to other closing orders.
 """
 
 from __future__ import annotations

@@ -543,13 +543,29 @@ class Ledger:
     def gross_market_value(self) -> Decimal:
         return sum((abs(self.market_value(p)) for p in self.open_positions()), Decimal(0))
 
-    def _reserving(self, symbol: str, exclude: str | None = None) -> list[Order]:
-        """Open orders of ``symbol`` that can open a position: exit legs never do."""
-        return [
-            o
-            for o in self.orders.values()
-            if o.symbol == symbol and o.is_working and o.parent_id is None and o.id != exclude
-        ]
+    def reserving(self, symbol: str, exclude: str | None = None) -> list[Order]:
+        """The working orders of ``symbol`` that hold a position or buying power, oldest first.
+
+        The halves of an oco pair and the two exits of a bracket stand for the same shares (only
+        one can trade), so each group counts once, by its oldest working member.
+        """
+        out, groups = [], set()
+        for o in self.orders.values():
+            if o.symbol != symbol or not o.is_working or o.id == exclude:
+                continue
+            group = self._group_id(o)
+            if group is not None:
+                if group in groups:
+                    continue
+                groups.add(group)
+            out.append(o)
+        return out
+
+    def _group_id(self, o: Order) -> str | None:
+        """The id exit orders of one group share (None for an entry or a simple order)."""
+        if o.parent_id is not None:
+            return o.parent_id
+        return o.id if o.order_class == "oco" else None
 
     def _reserved(self, symbol: str, orders: list[Order]) -> tuple[Decimal, Decimal]:
         pos = self.positions.get(symbol)
@@ -560,7 +576,7 @@ class Ledger:
     def buying_power(self) -> Decimal:
         """What a new opening order may still use: the account's power minus open-order reservations."""
         base = acct.base_buying_power(self.account, self.equity(), self.gross_market_value())
-        held = sum((self._reserved(s, self._reserving(s))[0] for s in self.symbols), Decimal(0))
+        held = sum((self._reserved(s, self.reserving(s))[0] for s in self.symbols), Decimal(0))
         return max(base - held, Decimal(0))
 
     def daytrade_count(self) -> int:
@@ -706,10 +722,13 @@ class Ledger:
 
     def _check_buying_power(self, new: Order, replacing: Order | None = None) -> None:
         """Refuse ``new`` (403) if what it opens needs more buying power than is left."""
-        if new.parent_id is not None:
-            return
         symbol = new.symbol
-        others = self._reserving(symbol, exclude=replacing.id if replacing else None)
+        group = self._group_id(new) if replacing is None else self._group_id(replacing)
+        others = [
+            o
+            for o in self.reserving(symbol, exclude=replacing.id if replacing else None)
+            if group is None or self._group_id(o) != group  # its own group stands for the same shares
+        ]
         before, _ = self._reserved(symbol, others)
         after, unpriced = self._reserved(symbol, [*others, new])
         pos = self.positions.get(symbol)
@@ -737,9 +756,7 @@ class Ledger:
         if after <= before:
             return
         base = acct.base_buying_power(self.account, self.equity(), self.gross_market_value())
-        held = sum(
-            (self._reserved(s, self._reserving(s))[0] for s in self.symbols if s != symbol), Decimal(0)
-        )
+        held = sum((self._reserved(s, self.reserving(s))[0] for s in self.symbols if s != symbol), Decimal(0))
         if held + after > base:
             raise SimError(403, CODE_FORBIDDEN, "insufficient buying power")
 
@@ -819,11 +836,18 @@ class Ledger:
         return new
 
     def cancel(self, order_id: str) -> Order:
-        """Cancel an open order and every open member of its bracket/oco/oto group."""
+        """Cancel an open order and every open member of its bracket/oco/oto group.
+
+        Except a partly filled bracket/oto entry: its exits arm for what filled, so the
+        position it opened is never left without them.
+        """
         order = self.order(order_id)
         if not order.is_open:
             raise SimError(422, CODE_UNPROCESSABLE, f"order is not cancelable, status {order.status}")
         now = self.now_ns()
+        if order.order_class in ("bracket", "oto") and order.parent_id is None and self._chain_filled(order):
+            self._close(order, "canceled", now)
+            return order
         for o in self._group(order):
             if o.is_open:
                 self._close(o, "canceled", now, cascade=False)

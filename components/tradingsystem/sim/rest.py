@@ -265,14 +265,7 @@ async def cancel_orders(request: web.Request) -> web.Response:
 def _qty_available(sim: Simulator, p: Position) -> Decimal:
     """The position less what open closing orders already hold (signed like ``qty``)."""
     closing_side = "sell" if p.qty > 0 else "buy"
-    held = sum(
-        (
-            o.remaining
-            for o in sim.ledger.orders.values()
-            if o.symbol == p.symbol and o.is_working and o.side == closing_side
-        ),
-        Decimal(0),
-    )
+    held = sum((o.remaining for o in sim.ledger.reserving(p.symbol) if o.side == closing_side), Decimal(0))
     left = max(abs(p.qty) - held, Decimal(0))
     return left if p.qty > 0 else -left
 
