@@ -493,6 +493,7 @@ class Ledger:
         self.cash = self.initial_cash
         self.positions: dict[str, Position] = {}
         self.orders: dict[str, Order] = {}
+        self._live: dict[str, Order] = {}  # every order not yet known to be closed: see ``live``
         self.by_cid: dict[str, Order] = {}
         self.fills: list[Fill] = []
         self.quotes: dict[str, Quote] = {}
@@ -505,6 +506,15 @@ class Ledger:
         self.equity_history: list[tuple[int, Decimal]] = [(now, self.initial_cash)]  # (session close, equity)
         self.daytrades: dict[str, date] = {}  # closing order id -> trading day
         self._opened: dict[str, date] = {}  # symbol -> trading day its position last opened/grew
+
+    def live(self) -> list[Order]:
+        """The open orders, oldest first, without scanning the whole history.
+
+        Closed states are final, so an order found closed leaves the index for good.
+        """
+        for oid in [oid for oid, o in self._live.items() if not o.is_open]:
+            del self._live[oid]
+        return list(self._live.values())
 
     @property
     def fill_config(self) -> FillConfig:
@@ -550,7 +560,7 @@ class Ledger:
         one can trade), so each group counts once, by its oldest working member.
         """
         out, groups = [], set()
-        for o in self.orders.values():
+        for o in self.live():
             if o.symbol != symbol or not o.is_working or o.id == exclude:
                 continue
             group = self._group_id(o)
@@ -718,6 +728,7 @@ class Ledger:
 
     def _add(self, order: Order) -> None:
         self.orders[order.id] = order
+        self._live[order.id] = order
         self.by_cid[order.client_order_id] = order
 
     def _check_buying_power(self, new: Order, replacing: Order | None = None) -> None:
@@ -855,7 +866,7 @@ class Ledger:
 
     def cancel_all(self) -> list[Order]:
         now = self.now_ns()
-        out = [o for o in self.orders.values() if o.is_open]
+        out = self.live()
         for o in out:
             if o.is_open:
                 self._close(o, "canceled", now, cascade=False)
@@ -884,12 +895,13 @@ class Ledger:
         self.on_clock(now)
         self.quotes[symbol] = quote
         self.shown[symbol] = {"buy": Decimal(quote.ask_size), "sell": Decimal(quote.bid_size)}
+        open_now = self._market_open(now)
         for order in sorted(
-            (o for o in self.orders.values() if o.symbol == symbol and o.is_working),
+            (o for o in self.live() if o.symbol == symbol and o.is_working),
             key=lambda o: o.created_ns,
         ):
             if order.is_working:  # an earlier fill may have canceled its sibling
-                self._try(order, now)
+                self._try(order, now, open_now)
 
     def on_trade(self, symbol: str, price: Decimal) -> None:
         self.last_price[symbol] = price
@@ -898,12 +910,12 @@ class Ledger:
         """Run every session close that ``now`` has passed: cls executions, day expiries, last_equity."""
         while now >= self.next_close_ns:
             close = self.next_close_ns
-            for o in [o for o in self.orders.values() if o.is_working and o.time_in_force == "cls"]:
+            for o in [o for o in self.live() if o.is_working and o.time_in_force == "cls"]:
                 if o.expires_ns is not None and o.expires_ns <= close:
                     quote = self.quotes.get(o.symbol)
                     if quote is not None:
                         self._match(o, quote, close, at_close=True)
-            for o in list(self.orders.values()):
+            for o in self.live():
                 if o.is_open and o.expires_ns is not None and o.expires_ns <= close:
                     self._close(o, "expired", close)
             equity = self.equity()
@@ -913,9 +925,9 @@ class Ledger:
 
     # --- internals -----------------------------------------------------------------
     def _market_open(self, now: int) -> bool:
-        return clock(self.session, now).is_open
+        return self.session is SessionModel.CONTINUOUS or clock(self.session, now).is_open
 
-    def _try(self, order: Order, now: int) -> None:
+    def _try(self, order: Order, now: int, open_now: bool | None = None) -> None:
         """Match a working order against the current quote if its session lets it trade now."""
         quote = self.quotes.get(order.symbol)
         if quote is None or not order.is_working:
@@ -927,7 +939,7 @@ class Ledger:
             if order.is_working:  # the opening print was its only chance
                 self._close(order, "expired", now)
             return
-        if order.time_in_force == "cls" or not self._market_open(now):
+        if order.time_in_force == "cls" or not (self._market_open(now) if open_now is None else open_now):
             return  # cls waits for the close; nothing trades while the market is closed
         self._match(order, quote, now)
 
