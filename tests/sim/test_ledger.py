@@ -130,7 +130,7 @@ def test_short_then_cover_through_zero_keeps_average_cost_accounting() -> None:
         (order(type="limit", limit_price=1.001), 422, CODE_INVALID),
         (order(time_in_force="opg"), 422, CODE_INVALID),
         (order(client_order_id="x" * 129), 422, CODE_INVALID),
-        (order(qty=1000), 403, 40310000),
+        (order(qty=2000), 403, 40310000),  # 2x margin: 2000 * 100.02 * 1.03 > 200k
     ],
 )
 def test_invalid_orders_are_refused_with_alpaca_codes(

@@ -4,7 +4,8 @@ simulator's own control API (``/_sim/...``, no auth, loopback only).
 Responses use Alpaca's shapes: numbers as strings, errors as ``{"code", "message"}``, 403 for
 bad keys, 422 for invalid or duplicate orders, 404 for unknown ids, 429 with ``X-RateLimit-*``
 headers, 204 for a single cancel and 207 for bulk cancels/closes. The ``/v2`` middleware also
-applies the REST faults (latency, 429 bursts, 5xx) before the handler runs.
+applies the REST faults (latency, 429 bursts, 5xx) and runs the session closes the simulated
+clock has passed (day expiries) before the handler runs.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from tradingsystem.sim.ledger import CODE_INVALID, CODE_NOT_FOUND, Position, SimError, num, rfc3339
-from tradingsystem.sim.prices import Tick
+from tradingsystem.sim.prices import CENT, Tick
+from tradingsystem.sim.session import clock
 from tradingsystem.sim.streams import tick_message
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 SIM: web.AppKey[Simulator] = web.AppKey("simulator")
 WS_PATHS = ("/v2/iex", "/v2/sip", "/stream")
 MAX_PAGE = 10_000
+MAINTENANCE_MARGIN = Decimal("0.3")  # the assets' maintenance_margin_requirement (30 %)
 TIMEFRAME_RE = re.compile(r"^(\d+)(Min|T|Hour|H|Day|D|Week|W)$")
 TIMEFRAME_MINUTES = {"Min": 1, "T": 1, "Hour": 60, "H": 60, "Day": 1440, "D": 1440, "Week": 10080, "W": 10080}
 
@@ -58,10 +61,14 @@ async def alpaca_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error(429, 42910000, "rate limit exceeded", headers)
     if faults.take("http_5xx_next"):
         return error(faults.http_5xx_status, 50010000, "internal server error", headers)
+    sim.ledger.on_clock(sim.now_ns())  # expire what the session close has passed before answering
     try:
         response = await handler(request)
     except SimError as exc:
         return error(exc.status, exc.code, exc.message, headers)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+        # An Alpaca endpoint the simulator does not serve: say so in Alpaca's error shape.
+        return error(422, CODE_INVALID, f"{request.method} {path} is not supported by the simulator", headers)
     response.headers.update(headers)
     return response
 
@@ -77,20 +84,19 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 # --- trading -------------------------------------------------------------------------
+def _money(d: Decimal) -> str | None:
+    return num(d.quantize(CENT))
+
+
 async def get_account(request: web.Request) -> web.Response:
     sim = request.app[SIM]
     ledger = sim.ledger
-    long_mv = sum(
-        (p.qty * (ledger.mark(p.symbol) or p.avg_entry_price) for p in ledger.open_positions() if p.qty > 0),
-        Decimal(0),
-    )
-    short_mv = sum(
-        (p.qty * (ledger.mark(p.symbol) or p.avg_entry_price) for p in ledger.open_positions() if p.qty < 0),
-        Decimal(0),
-    )
-    cash = num(ledger.cash.quantize(Decimal("0.01")))
-    buying_power = num(max(ledger.cash, Decimal(0)).quantize(Decimal("0.01")))
-    equity = num(ledger.equity().quantize(Decimal("0.01")))
+    config = ledger.account
+    positions = ledger.open_positions()
+    long_mv = sum((ledger.market_value(p) for p in positions if p.qty > 0), Decimal(0))
+    short_mv = sum((ledger.market_value(p) for p in positions if p.qty < 0), Decimal(0))
+    gross = long_mv - short_mv
+    buying_power = ledger.buying_power()
     return web.json_response(
         {
             "id": ledger.account_id,
@@ -98,24 +104,25 @@ async def get_account(request: web.Request) -> web.Response:
             "status": "ACTIVE",
             "crypto_status": "INACTIVE",
             "currency": "USD",
-            "cash": cash,
-            "buying_power": buying_power,
-            "regt_buying_power": buying_power,
-            "daytrading_buying_power": buying_power,
-            "non_marginable_buying_power": buying_power,
-            "portfolio_value": equity,
-            "equity": equity,
-            "last_equity": num(ledger.initial_cash),
-            "long_market_value": num(long_mv.quantize(Decimal("0.01"))),
-            "short_market_value": num(short_mv.quantize(Decimal("0.01"))),
-            "initial_margin": "0",
-            "maintenance_margin": "0",
+            "cash": _money(ledger.cash),
+            "buying_power": _money(buying_power),
+            "regt_buying_power": _money(buying_power),
+            "daytrading_buying_power": _money(buying_power if config.multiplier == 4 else Decimal(0)),
+            "non_marginable_buying_power": _money(buying_power / config.multiplier),
+            "portfolio_value": _money(ledger.equity()),
+            "equity": _money(ledger.cash + long_mv + short_mv),
+            "last_equity": _money(ledger.last_equity),
+            "long_market_value": _money(long_mv),
+            "short_market_value": _money(short_mv),
+            "position_market_value": _money(gross),
+            "initial_margin": _money(gross / config.multiplier),
+            "maintenance_margin": _money(gross * MAINTENANCE_MARGIN),
             "last_maintenance_margin": "0",
             "sma": "0",
-            "multiplier": "1",
-            "daytrade_count": 0,
+            "multiplier": str(config.multiplier),
+            "daytrade_count": ledger.daytrade_count(),
             "pattern_day_trader": False,
-            "shorting_enabled": True,
+            "shorting_enabled": config.can_short,
             "trading_blocked": False,
             "transfers_blocked": False,
             "account_blocked": False,
@@ -123,26 +130,26 @@ async def get_account(request: web.Request) -> web.Response:
             "accrued_fees": "0",
             "pending_transfer_in": "0",
             "pending_transfer_out": "0",
-            "created_at": rfc3339(request.app[SIM].start_ns),
+            "created_at": rfc3339(ledger.created_ns),
         }
     )
 
 
 async def get_clock(request: web.Request) -> web.Response:
-    # The simulated market is continuous: always open, and "next" session times are a day out.
-    now = datetime.now(UTC)
-    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+    """The session model's clock at the simulated now (``session.py``)."""
+    sim = request.app[SIM]
+    c = clock(sim.ledger.session, sim.now_ns())
     return web.json_response(
         {
-            "timestamp": now.strftime(fmt),
-            "is_open": True,
-            "next_open": (now + timedelta(days=1)).strftime(fmt),
-            "next_close": (now + timedelta(days=1)).strftime(fmt),
+            "timestamp": rfc3339(c.now_ns),
+            "is_open": c.is_open,
+            "next_open": rfc3339(c.next_open_ns),
+            "next_close": rfc3339(c.next_close_ns),
         }
     )
 
 
-def _asset(symbol: str, asset_id: str) -> dict[str, Any]:
+def _asset(symbol: str, asset_id: str, easy_to_borrow: bool) -> dict[str, Any]:
     return {
         "id": asset_id,
         "class": "us_equity",
@@ -153,7 +160,7 @@ def _asset(symbol: str, asset_id: str) -> dict[str, Any]:
         "tradable": True,
         "marginable": True,
         "shortable": True,
-        "easy_to_borrow": True,
+        "easy_to_borrow": easy_to_borrow,
         "fractionable": True,
         "maintenance_margin_requirement": 30,
         "attributes": [],
@@ -162,13 +169,15 @@ def _asset(symbol: str, asset_id: str) -> dict[str, Any]:
 
 async def get_assets(request: web.Request) -> web.Response:
     sim = request.app[SIM]
-    return web.json_response([_asset(s, a) for s, a in sim.ledger.asset_ids.items()])
+    htb = sim.ledger.account.hard_to_borrow
+    return web.json_response([_asset(s, a, s not in htb) for s, a in sim.ledger.asset_ids.items()])
 
 
 async def get_asset(request: web.Request) -> web.Response:
     sim = request.app[SIM]
     symbol = _symbol_of(sim, request.match_info["symbol"])
-    return web.json_response(_asset(symbol, sim.ledger.asset_ids[symbol]))
+    htb = sim.ledger.account.hard_to_borrow
+    return web.json_response(_asset(symbol, sim.ledger.asset_ids[symbol], symbol not in htb))
 
 
 def _symbol_of(sim: Simulator, symbol_or_id: str) -> str:
@@ -189,7 +198,18 @@ async def post_order(request: web.Request) -> web.StreamResponse:
         if request.transport is not None:
             request.transport.abort()  # no response at all, as when a proxy gives up
         raise asyncio.CancelledError
-    return web.json_response(order.to_json())
+    return web.json_response(sim.ledger.order_json(order, nested=True))
+
+
+async def replace_order(request: web.Request) -> web.Response:
+    """PATCH: the replacement order (the old one is now ``replaced``)."""
+    sim = request.app[SIM]
+    order = sim.ledger.replace(request.match_info["order_id"], await _body(request))
+    return web.json_response(sim.ledger.order_json(order, nested=True))
+
+
+def _nested(request: web.Request) -> bool:
+    return request.query.get("nested", "false").lower() == "true"
 
 
 async def get_orders(request: web.Request) -> web.Response:
@@ -204,26 +224,32 @@ async def get_orders(request: web.Request) -> web.Response:
         raise SimError(422, CODE_INVALID, "invalid limit") from None
     symbols = {s for s in q.get("symbols", "").split(",") if s}
     after, until = _time_param(q.get("after")), _time_param(q.get("until"))
+    nested = _nested(request)
     orders = [
         o
         for o in sim.ledger.orders.values()
-        if (status == "all" or o.is_open == (status == "open"))
+        if not (nested and o.parent_id is not None)  # nested: legs only inside their parent
+        and (status == "all" or o.is_open == (status == "open"))
         and (not symbols or o.symbol in symbols)
         and (not q.get("side") or o.side == q["side"])
         and (after is None or o.created_ns > after)
         and (until is None or o.created_ns < until)
     ]
     orders.sort(key=lambda o: o.created_ns, reverse=q.get("direction", "desc") == "desc")
-    return web.json_response([o.to_json() for o in orders[:limit]])
+    return web.json_response([sim.ledger.order_json(o, nested) for o in orders[:limit]])
 
 
 async def get_order(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SIM].ledger.order(request.match_info["order_id"]).to_json())
+    ledger = request.app[SIM].ledger
+    return web.json_response(
+        ledger.order_json(ledger.order(request.match_info["order_id"]), _nested(request))
+    )
 
 
 async def get_order_by_cid(request: web.Request) -> web.Response:
     cid = request.query.get("client_order_id", "")
-    return web.json_response(request.app[SIM].ledger.order_by_cid(cid).to_json())
+    ledger = request.app[SIM].ledger
+    return web.json_response(ledger.order_json(ledger.order_by_cid(cid), nested=True))
 
 
 async def cancel_order(request: web.Request) -> web.Response:
@@ -234,6 +260,14 @@ async def cancel_order(request: web.Request) -> web.Response:
 async def cancel_orders(request: web.Request) -> web.Response:
     canceled = request.app[SIM].ledger.cancel_all()
     return web.json_response([{"id": o.id, "status": 200, "body": o.to_json()} for o in canceled], status=207)
+
+
+def _qty_available(sim: Simulator, p: Position) -> Decimal:
+    """The position less what open closing orders already hold (signed like ``qty``)."""
+    closing_side = "sell" if p.qty > 0 else "buy"
+    held = sum((o.remaining for o in sim.ledger.reserving(p.symbol) if o.side == closing_side), Decimal(0))
+    left = max(abs(p.qty) - held, Decimal(0))
+    return left if p.qty > 0 else -left
 
 
 def _position(sim: Simulator, p: Position) -> dict[str, Any]:
@@ -248,7 +282,7 @@ def _position(sim: Simulator, p: Position) -> dict[str, Any]:
         "asset_class": "us_equity",
         "asset_marginable": True,
         "qty": num(p.qty),
-        "qty_available": num(p.qty),
+        "qty_available": num(_qty_available(sim, p)),
         "avg_entry_price": num(p.avg_entry_price.quantize(Decimal("0.0001"))),
         "side": "long" if p.qty > 0 else "short",
         "market_value": num(value.quantize(Decimal("0.01"))),
@@ -322,6 +356,74 @@ def _time_param(raw: str | None) -> int | None:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1_000_000_000)
+
+
+ACTIVITY_TYPES = (
+    "FILL",
+    "TRANS",
+    "MISC",
+    "ACATC",
+    "ACATS",
+    "CSD",
+    "CSW",
+    "DIV",
+    "FEE",
+    "INT",
+    "JNLC",
+    "JNLS",
+)
+MAX_ACTIVITY_PAGE = 100
+
+
+async def get_activities(request: web.Request) -> web.Response:
+    """Account activities: the simulator produces only FILL (others answer an empty list)."""
+    sim = request.app[SIM]
+    q = request.query
+    kinds = request.match_info.get("activity_type") or q.get("activity_types") or "FILL"
+    wanted = {k.strip().upper() for k in kinds.split(",") if k.strip()}
+    unknown = sorted(wanted - set(ACTIVITY_TYPES))
+    if unknown:
+        raise SimError(422, CODE_INVALID, f"invalid activity type {unknown[0]}")
+    try:
+        page_size = min(int(q.get("page_size", str(MAX_ACTIVITY_PAGE))), MAX_ACTIVITY_PAGE)
+    except ValueError:
+        raise SimError(422, CODE_INVALID, "invalid page_size") from None
+    after, until = _time_param(q.get("after")), _time_param(q.get("until"))
+    rows = [
+        f
+        for f in sim.ledger.fills
+        if "FILL" in wanted and (after is None or f.ts_ns > after) and (until is None or f.ts_ns < until)
+    ]
+    out = [f.activity(sim.ledger.account_id) for f in rows]
+    if q.get("direction", "desc") == "desc":
+        out.reverse()
+    token = q.get("page_token")
+    if token:
+        ids = [a["id"] for a in out]
+        if token not in ids:
+            raise SimError(422, CODE_INVALID, "invalid page_token")
+        out = out[ids.index(token) + 1 :]
+    return web.json_response(out[:page_size])
+
+
+async def get_portfolio_history(request: web.Request) -> web.Response:
+    """Equity at every simulated session close since the start, and now (``timeframe`` 1D)."""
+    sim = request.app[SIM]
+    ledger = sim.ledger
+    start, end = _time_param(request.query.get("start")), _time_param(request.query.get("end"))
+    points = [*ledger.equity_history, (sim.now_ns(), ledger.equity())]
+    points = [(t, e) for t, e in points if (start is None or t >= start) and (end is None or t <= end)]
+    base = ledger.initial_cash
+    return web.json_response(
+        {
+            "timestamp": [t // 1_000_000_000 for t, _ in points],
+            "equity": [float(e.quantize(CENT)) for _, e in points],
+            "profit_loss": [float((e - base).quantize(CENT)) for _, e in points],
+            "profit_loss_pct": [float(((e - base) / base).quantize(Decimal("0.000001"))) for _, e in points],
+            "base_value": float(base),
+            "timeframe": request.query.get("timeframe", "1D"),
+        }
+    )
 
 
 # --- market data ---------------------------------------------------------------------
@@ -417,6 +519,24 @@ async def sim_disconnect(request: web.Request) -> web.Response:
     return web.json_response({"disconnected": n})
 
 
+async def sim_clock(request: web.Request) -> web.Response:
+    """``{"advance_s": N}`` or ``{"to": "next_open"|"next_close"}`` moves the simulated clock forward."""
+    sim = request.app[SIM]
+    try:
+        body = json.loads(await request.text() or "{}")
+        if "to" in body:
+            c = clock(sim.ledger.session, sim.now_ns())
+            target = {"next_open": c.next_open_ns, "next_close": c.next_close_ns}[body["to"]]
+            sim.advance_clock((target - sim.now_ns()) / 1e9)
+        else:
+            sim.advance_clock(float(body.get("advance_s", 0)))
+    except (ValueError, KeyError, TypeError):
+        return web.json_response(
+            {"error": 'send {"advance_s": seconds >= 0} or {"to": "next_open"|"next_close"}'}, status=400
+        )
+    return await get_clock(request)
+
+
 async def sim_status(request: web.Request) -> web.Response:
     return web.json_response(request.app[SIM].status())
 
@@ -434,6 +554,10 @@ def add_routes(app: web.Application) -> None:
             web.get("/v2/orders:by_client_order_id", get_order_by_cid),
             web.get("/v2/orders/{order_id}", get_order),
             web.delete("/v2/orders/{order_id}", cancel_order),
+            web.patch("/v2/orders/{order_id}", replace_order),
+            web.get("/v2/account/activities", get_activities),
+            web.get("/v2/account/activities/{activity_type}", get_activities),
+            web.get("/v2/account/portfolio/history", get_portfolio_history),
             web.get("/v2/positions", get_positions),
             web.delete("/v2/positions", close_positions),
             web.get("/v2/positions/{symbol}", get_position),
@@ -446,5 +570,6 @@ def add_routes(app: web.Application) -> None:
             web.post("/_sim/reset", sim_reset),
             web.post("/_sim/disconnect", sim_disconnect),
             web.get("/_sim/status", sim_status),
+            web.post("/_sim/clock", sim_clock),
         ]
     )

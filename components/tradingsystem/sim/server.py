@@ -25,7 +25,9 @@ In sync tests (its own event loop in a daemon thread)::
         sim.faults.order_504_next = 1       # plain attribute writes are safe from any thread
 
 Over HTTP (no auth): ``GET /_sim/ledger``, ``GET|POST /_sim/faults``, ``POST /_sim/reset``,
-``POST /_sim/disconnect {"stream": "data|trading|all", "mode": "drop|close"}``, ``GET /_sim/status``.
+``POST /_sim/disconnect {"stream": "data|trading|all", "mode": "drop|close"}``, ``GET /_sim/status``,
+``POST /_sim/clock {"advance_s": N}`` or ``{"to": "next_open|next_close"}`` (the simulated clock
+only moves forward; from a sync test use ``sim.call(sim.advance_clock, seconds)``).
 
 Ticks: every ``1/tick_rate`` s each symbol advances one step (a quote, a trade, and every
 ``bar_every`` steps a bar). If the loop falls behind it catches up in batches of up to
@@ -45,6 +47,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,6 +57,7 @@ from aiohttp import web
 from tradingsystem.common.config import Settings
 from tradingsystem.common.runtime import setup_logging
 from tradingsystem.sim import rest
+from tradingsystem.sim.account import AccountConfig
 from tradingsystem.sim.auth import Credentials
 from tradingsystem.sim.faults import Faults, RateLimiter
 from tradingsystem.sim.ledger import Ledger, Quote
@@ -64,6 +68,7 @@ from tradingsystem.sim.prices import (
     history_bars,
     start_price,
 )
+from tradingsystem.sim.session import SessionModel
 from tradingsystem.sim.streams import CHANNELS, DataStreamHub, TradingStreamHub
 
 log = logging.getLogger(__name__)
@@ -92,6 +97,9 @@ class Simulator:
         faults: Faults | None = None,
         partial_fills: bool = False,
         slippage_bps: float = 0.0,
+        account: AccountConfig | None = None,
+        session: SessionModel | str = SessionModel.CONTINUOUS,
+        start_at: datetime | None = None,
     ) -> None:
         self.symbols = list(symbols)
         self.host, self.port = host, port
@@ -100,7 +108,9 @@ class Simulator:
         self.credentials = credentials or Credentials()
         self.faults = faults or Faults()
         self.limiter = RateLimiter()
-        self.start_ns = time.time_ns()
+        # The simulated clock: wall time shifted by an offset (``start_at``, ``advance_clock``).
+        self.clock_offset_ns = 0 if start_at is None else int(start_at.timestamp() * 1e9) - time.time_ns()
+        self.start_ns = self.now_ns()
         # Asset ids are stable per (seed, symbol) so restarts keep the same ids.
         asset_ids = {s: str(uuid.uuid5(uuid.NAMESPACE_URL, f"sim/{seed}/{s}")) for s in self.symbols}
         self.ledger = Ledger(
@@ -109,7 +119,11 @@ class Simulator:
             asset_ids,
             partial_fills=partial_fills,
             slippage_bps=Decimal(str(slippage_bps)),
+            now_ns=self.now_ns,
+            account=account or AccountConfig(),
+            session=SessionModel(session),
         )
+        self._seed_prices()
         self.data = DataStreamHub(self.credentials)
         self.trading = TradingStreamHub(self.credentials)
         self.ledger.listeners.append(self.trading.publish)
@@ -119,6 +133,22 @@ class Simulator:
         self._market = self._new_market()
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
+
+    def now_ns(self) -> int:
+        return time.time_ns() + self.clock_offset_ns
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the simulated clock forward (session closes it passes run at once)."""
+        if seconds < 0:
+            raise ValueError("the simulated clock only moves forward")
+        self.clock_offset_ns += int(seconds * 1e9)
+        self.ledger.on_clock(self.now_ns())
+
+    def _seed_prices(self) -> None:
+        """The previous close (where the history ends) prices market orders sent before the first quote."""
+        if self.replay_path is None:
+            for s in self.symbols:
+                self.ledger.last_price.setdefault(s, start_price(self.seed, s))
 
     def _new_market(self) -> SyntheticMarket | ReplayMarket:
         if self.replay_path is not None:
@@ -170,6 +200,7 @@ class Simulator:
     def reset(self) -> None:
         """Fresh account and price path (same seed), no faults; connections stay open."""
         self.ledger.reset()
+        self._seed_prices()
         for f in dataclasses.fields(Faults):
             setattr(self.faults, f.name, f.default)
         self.latest.clear()
@@ -215,7 +246,7 @@ class Simulator:
             if steps > 0:
                 batch: list[Tick] = []
                 for _ in range(steps):
-                    batch.extend(self._market.step(time.time_ns()))
+                    batch.extend(self._market.step(self.now_ns()))
                 done += steps
                 self.steps += steps
                 self._apply(batch)
