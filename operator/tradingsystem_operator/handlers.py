@@ -26,6 +26,7 @@ from tradingsystem_operator.models import GROUP, KIND, PLURAL, VERSION
 from tradingsystem_operator.reconcile import reconcile
 from tradingsystem_operator.render import MANAGER
 from tradingsystem_operator.rules import load_rule_groups
+from tradingsystem_operator.status import Problem
 
 # Drift correction period; a child's change arrives faster through the Deployment watch.
 TIMER_INTERVAL = float(os.environ.get("TRADINGSYSTEM_OPERATOR_RESYNC_S", "60"))
@@ -104,7 +105,14 @@ async def _reconcile(body: Mapping[str, Any], memo: kopf.Memo, retry: int) -> No
     RECONCILES.labels("error" if outcome.problem else "success").inc()
     if outcome.problem is not None:
         kopf.warn(cast(kopf.Body, body), reason=outcome.problem.reason, message=outcome.problem.message)
-        raise kopf.TemporaryError(outcome.problem.message, delay=min(MAX_RETRY_DELAY, 2.0 ** min(retry, 6)))
+        raise handler_error(outcome.problem, retry)
+
+
+def handler_error(problem: Problem, retry: int) -> kopf.TemporaryError | kopf.PermanentError:
+    """How kopf goes on after a pass that stopped short: back off and retry, or wait for an edit."""
+    if problem.permanent:  # e.g. a spec the models refuse: only an edit (a new update event) helps
+        return kopf.PermanentError(problem.message)
+    return kopf.TemporaryError(problem.message, delay=min(MAX_RETRY_DELAY, 2.0 ** min(retry, 6)))
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-resume")
@@ -139,7 +147,7 @@ async def on_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
             if parent is None or parent["metadata"].get("deletionTimestamp"):
                 return
             # A problem is already reported on the TradingSystem; its own handlers retry with backoff.
-            with contextlib.suppress(kopf.TemporaryError):
+            with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError):
                 await _reconcile(parent, memo, retry=0)
     finally:
         memo.queued.discard(key)

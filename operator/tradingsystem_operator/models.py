@@ -7,9 +7,11 @@ bad objects before the operator sees them; ``crd.py`` turns these models into th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonDict
 
@@ -214,34 +216,109 @@ class TradingSystemSpec(_Model):
     security: SecuritySpec = SecuritySpec()
 
 
+class Phase(StrEnum):
+    """``status.phase``: one word for ``kubectl get ts``; the conditions say why."""
+
+    PENDING = "Pending"  # not reconciled yet
+    PROGRESSING = "Progressing"  # some services are not ready yet (or wait for their upstream)
+    RUNNING = "Running"  # every service ready, trading
+    HALTED = "Halted"  # every service ready, kill switch on
+    PAUSED = "Paused"  # spec.paused: the operator changes nothing
+    DEGRADED = "Degraded"  # a pass stopped short (missing Secret, API error); retried with backoff
+    FAILED = "Failed"  # the spec cannot be used as written; retried only after it is edited
+
+
+class ConditionType(StrEnum):
+    """Conditions every TradingSystem carries; each service adds ``<Service>Ready`` (status.py)."""
+
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    HALTED = "Halted"
+    PAUSED = "Paused"
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Reason(StrEnum):
+    """Every ``reason`` the operator writes on a condition (and on its Warning events)."""
+
+    # <Service>Ready
+    AVAILABLE = "Available"
+    NOT_AVAILABLE = "NotAvailable"
+    WAITING_FOR_UPSTREAM = "WaitingForUpstream"
+    SCALED_TO_ZERO = "ScaledToZero"
+    HALTED = "Halted"  # execution-engine scaled to 0 by the kill switch
+    # Ready
+    ALL_SERVICES_READY = "AllServicesReady"
+    SERVICES_NOT_READY = "ServicesNotReady"
+    # Degraded (also Ready=False with the same reason)
+    AS_EXPECTED = "AsExpected"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    SECRET_KEY_MISSING = "SecretKeyMissing"
+    API_ERROR = "ApiError"
+    INVALID_SPEC = "InvalidSpec"
+    # Halted
+    KILL_SWITCH_ON = "KillSwitchOn"
+    TRADING = "Trading"
+    # Paused
+    RECONCILE_PAUSED = "ReconcilePaused"
+    RECONCILING = "Reconciling"
+
+
 class Condition(_Model):
     """metav1.Condition."""
 
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    observed_generation: int = 0
-    last_transition_time: str
-    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
-    message: str = ""
+    type: str = Field(description="a ConditionType, or <Service>Ready for each running service")
+    status: ConditionStatus = Field(description="True, False or Unknown")
+    observed_generation: int = Field(default=0, description="metadata.generation this condition is about")
+    last_transition_time: str = Field(description="when status last changed (RFC 3339, UTC)")
+    # Open like metav1.Condition's (an older or newer operator may have written another one);
+    # this operator writes only Reason members.
+    reason: str = Field(
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description="CamelCase cause, see docs/operator.md",
+    )
+    message: str = Field(default="", description="what a person should know or do")
 
 
 class ServiceStatus(_Model):
-    desired: int = 0
-    ready: int = 0
+    desired: int = Field(default=0, description="replicas the spec asks for once the startup gate opens")
+    ready: int = Field(default=0, description="available replicas")
     waiting_on: str | None = Field(default=None, description="the upstream service this one waits for")
 
 
 class TradingSystemStatus(_Model):
-    phase: Literal["Pending", "Progressing", "Running", "Halted", "Paused", "Degraded", "Failed"] = "Pending"
-    observed_generation: int = 0
+    phase: Phase = Field(default=Phase.PENDING, description="summary; the conditions say why")
+    observed_generation: int = Field(default=0, description="metadata.generation of the last pass")
     ready_services: str = Field(default="", description="ready/total pipeline services, e.g. 3/4")
-    services: dict[str, ServiceStatus] = Field(default_factory=dict)
+    services: dict[str, ServiceStatus] = Field(
+        default_factory=dict, description="replica counts per service (sim, market-data, ...)"
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
+        description="Ready, Degraded, Halted, Paused and <Service>Ready",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
 
 
-def parse_spec(spec: Any) -> TradingSystemSpec:
-    """The spec as the API server stored it (defaults applied) as a model."""
-    return TradingSystemSpec.model_validate(dict(spec))
+class InvalidSpecError(ValueError):
+    """The stored spec does not parse as the models; the message names every bad field."""
+
+
+def parse_spec(spec: Mapping[str, Any] | None) -> TradingSystemSpec:
+    """The spec as the API server stored it (defaults applied) as a model.
+
+    Raises ``InvalidSpecError`` naming each field by its path (``spec.riskManager.limits...``);
+    values are not echoed.
+    """
+    try:
+        return TradingSystemSpec.model_validate(dict(spec or {}))
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False)
+        raise InvalidSpecError(
+            "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
+        ) from None
