@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
+from pydantic.alias_generators import to_camel
 
 from tradingsystem.common.config import (
     LIVE_CONFIRMATION,
@@ -14,6 +15,7 @@ from tradingsystem.common.config import (
     AtMost,
     ConfigError,
     Mode,
+    RiskLimits,
     RiskSettings,
     Settings,
     load_settings,
@@ -128,3 +130,13 @@ def test_a_limit_over_the_one_it_must_fit_in_fails_at_start_naming_both(tmp_path
 def test_defaults_keep_the_limit_rules() -> None:
     limits = RiskSettings()
     assert all(getattr(limits, r.small) <= getattr(limits, r.large) for r in RISK_LIMIT_RULES)
+
+
+def test_docs_list_every_limit_with_its_default_and_unit() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "risk.md").read_text()
+    for name, f in RiskLimits.model_fields.items():
+        description = str(f.description).replace("|", "\\|")
+        row = f"| `{name}` | `{to_camel(name)}` | `{f.default}` | {description} |"
+        assert row in doc, f"docs/risk.md, ## Limits: expected the row {row}"
+    for rule in RISK_LIMIT_RULES:
+        assert f"- `{rule.small}` ≤ `{rule.large}`: {rule.why}." in doc

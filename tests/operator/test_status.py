@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,17 +18,20 @@ from tradingsystem_operator.models import (
     parse_spec,
 )
 from tradingsystem_operator.status import (
+    CONDITION_PREFIX,
     Problem,
     StatusInputs,
     as_patch,
     compute_status,
     merge_conditions,
     paused_status,
+    service_condition,
 )
 
 PIPELINE = ("market-data", "signal-bridge", "risk-manager", "execution-engine")
 DESIRED = dict.fromkeys(PIPELINE, 1)
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "operator.md"
 
 
 def status(**changes: Any) -> dict[str, Any]:
@@ -133,3 +138,12 @@ def test_unparseable_spec_names_each_field_and_echoes_no_value() -> None:
         parse_spec({**spec, "sim": {"tickRate": "fast"}})
     assert "spec.riskManager.limits.maxOrderQty" in str(err.value) and "spec.sim.tickRate" in str(err.value)
     assert "-7" not in str(err.value) and "fast" not in str(err.value)
+
+
+def test_the_docs_status_tables_match_the_enums() -> None:
+    section = DOC.read_text().split("\n## Status\n", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`([A-Za-z]+)`", section))
+    enums = {m.value for e in (Phase, ConditionType, Reason) for m in e}
+    assert enums | {service_condition(s) for s in CONDITION_PREFIX} <= named
+    phase_table = section.split("| phase | when |", 1)[1].split("\n\n", 1)[0]
+    assert set(re.findall(r"^\| `([A-Za-z]+)` \|", phase_table, re.MULTILINE)) == {p.value for p in Phase}
