@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 
 from tradingsystem_operator import apply as k8s
 from tradingsystem_operator.metrics import RECONCILE_DURATION, RECONCILE_RESULTS, RECONCILES
-from tradingsystem_operator.models import GROUP, KIND, PLURAL, VERSION
+from tradingsystem_operator.models import GROUP, KIND, PLURAL, VERSION, Phase
 from tradingsystem_operator.reconcile import reconcile
 from tradingsystem_operator.render import MANAGER
 from tradingsystem_operator.rules import load_rule_groups
@@ -125,7 +125,16 @@ async def on_change(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> N
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TIMER_INTERVAL, initial_delay=TIMER_INTERVAL)
 async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     # Errors are retried by the next tick; the change handlers own the backoff.
-    await _run(body, memo, retry=0)
+    if not waits_for_edit(body):
+        await _run(body, memo, retry=0)
+
+
+def waits_for_edit(body: Mapping[str, Any]) -> bool:
+    """This generation already failed permanently: only an edit (the update handler) helps, so
+    the timer leaves it alone instead of repeating the same Warning every tick."""
+    status = body.get("status") or {}
+    generation = body["metadata"].get("generation")
+    return status.get("phase") == Phase.FAILED and status.get("observedGeneration") == generation
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGER})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import kopf
 from kubernetes_asyncio import client
 
-from tradingsystem_operator.handlers import handler_error
+from tradingsystem_operator.handlers import handler_error, waits_for_edit
 from tradingsystem_operator.models import Reason
 from tradingsystem_operator.reconcile import reconcile
 from tradingsystem_operator.status import Problem
@@ -44,3 +44,10 @@ def test_a_permanent_problem_stops_retries_and_a_transient_one_backs_off() -> No
     )
     transient = handler_error(Problem(Reason.API_ERROR, "x"), 3)
     assert isinstance(transient, kopf.TemporaryError) and transient.delay == 8.0
+
+
+def test_the_timer_leaves_a_failed_generation_alone_until_it_is_edited() -> None:
+    failed = {"metadata": {"generation": 3}, "status": {"phase": "Failed", "observedGeneration": 3}}
+    assert waits_for_edit(failed)
+    assert not waits_for_edit({**failed, "metadata": {"generation": 4}})  # edited since
+    assert not waits_for_edit({**failed, "status": {"phase": "Degraded", "observedGeneration": 3}})
