@@ -11,7 +11,7 @@ from typing import Any
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tradingsystem_operator.models import GROUP, PLURAL, VERSION
+from tradingsystem_operator.models import GROUP, PLURAL, VERSION, Reason
 from tradingsystem_operator.render import MANAGER, Observed, digest
 
 FIELD_MANAGER = MANAGER
@@ -40,7 +40,7 @@ Live = dict[tuple[str, str], dict[str, Any]]
 class CredentialsError(Exception):
     """The referenced Secret is missing or lacks a key. The message names no secret value."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
 
@@ -166,13 +166,13 @@ async def secret_digest(api: ApiClient, namespace: str, name: str, keys: Iterabl
         secret = await _call(api, "GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
     except ApiException as exc:
         if exc.status == 404:
-            raise CredentialsError("SecretNotFound", f"Secret {namespace}/{name} not found") from None
+            raise CredentialsError(Reason.SECRET_NOT_FOUND, f"Secret {namespace}/{name} not found") from None
         raise
     data = secret.get("data") or {}
     missing = [k for k in keys if not data.get(k)]
     if missing:
         raise CredentialsError(
-            "SecretKeyMissing", f"Secret {namespace}/{name} has no (or empty) key(s) {missing}"
+            Reason.SECRET_KEY_MISSING, f"Secret {namespace}/{name} has no (or empty) key(s) {missing}"
         )
     mac = hmac.new(salt.encode(), digestmod=hashlib.sha256)
     for key in sorted(keys):

@@ -22,10 +22,11 @@ from prometheus_client import REGISTRY
 
 from tradingsystem_operator import apply as k8s
 from tradingsystem_operator.metrics import RECONCILE_DURATION, RECONCILE_RESULTS, RECONCILES
-from tradingsystem_operator.models import GROUP, KIND, PLURAL, VERSION
+from tradingsystem_operator.models import GROUP, KIND, PLURAL, VERSION, Phase
 from tradingsystem_operator.reconcile import reconcile
 from tradingsystem_operator.render import MANAGER
 from tradingsystem_operator.rules import load_rule_groups
+from tradingsystem_operator.status import Problem
 
 # Drift correction period; a child's change arrives faster through the Deployment watch.
 TIMER_INTERVAL = float(os.environ.get("TRADINGSYSTEM_OPERATOR_RESYNC_S", "60"))
@@ -104,7 +105,14 @@ async def _reconcile(body: Mapping[str, Any], memo: kopf.Memo, retry: int) -> No
     RECONCILES.labels("error" if outcome.problem else "success").inc()
     if outcome.problem is not None:
         kopf.warn(cast(kopf.Body, body), reason=outcome.problem.reason, message=outcome.problem.message)
-        raise kopf.TemporaryError(outcome.problem.message, delay=min(MAX_RETRY_DELAY, 2.0 ** min(retry, 6)))
+        raise handler_error(outcome.problem, retry)
+
+
+def handler_error(problem: Problem, retry: int) -> kopf.TemporaryError | kopf.PermanentError:
+    """How kopf goes on after a pass that stopped short: back off and retry, or wait for an edit."""
+    if problem.permanent:  # e.g. a spec the models refuse: only an edit (a new update event) helps
+        return kopf.PermanentError(problem.message)
+    return kopf.TemporaryError(problem.message, delay=min(MAX_RETRY_DELAY, 2.0 ** min(retry, 6)))
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-resume")
@@ -117,7 +125,16 @@ async def on_change(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> N
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TIMER_INTERVAL, initial_delay=TIMER_INTERVAL)
 async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     # Errors are retried by the next tick; the change handlers own the backoff.
-    await _run(body, memo, retry=0)
+    if not waits_for_edit(body):
+        await _run(body, memo, retry=0)
+
+
+def waits_for_edit(body: Mapping[str, Any]) -> bool:
+    """This generation already failed permanently: only an edit (the update handler) helps, so
+    the timer leaves it alone instead of repeating the same Warning every tick."""
+    status = body.get("status") or {}
+    generation = body["metadata"].get("generation")
+    return status.get("phase") == Phase.FAILED and status.get("observedGeneration") == generation
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGER})
@@ -139,7 +156,7 @@ async def on_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
             if parent is None or parent["metadata"].get("deletionTimestamp"):
                 return
             # A problem is already reported on the TradingSystem; its own handlers retry with backoff.
-            with contextlib.suppress(kopf.TemporaryError):
+            with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError):
                 await _reconcile(parent, memo, retry=0)
     finally:
         memo.queued.discard(key)

@@ -7,12 +7,16 @@ bad objects before the operator sees them; ``crd.py`` turns these models into th
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonDict
 
+from tradingsystem.common import config as settings
 from tradingsystem.common.config import LIVE_CONFIRMATION
 
 GROUP = "tradingsystem.dev"
@@ -37,15 +41,28 @@ class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
+def setting(section: type[BaseModel], name: str) -> Any:
+    """A spec field that is a service setting: its default, bounds and description, declared once
+    in ``tradingsystem.common.config`` (render copies the value into the services' config)."""
+    return copy.deepcopy(section.model_fields[name])
+
+
+DNS_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+REPLICAS = "0 stops the service; 1 runs it (one publisher at most: a PUB socket binds once)"
+RESOURCES = "the container's CPU and memory requests and limits"
+
+
 class Resources(_Model):
     """Container resources; quantities as Kubernetes writes them (``100m``, ``256Mi``)."""
 
     requests: dict[str, str] = Field(
         default_factory=lambda: {"cpu": "50m", "memory": "128Mi"},
+        description="reserved per resource: cpu in cores (100m = 0.1), memory in bytes (128Mi)",
         json_schema_extra={"additionalProperties": {"type": "string", "pattern": QUANTITY_PATTERN}},
     )
     limits: dict[str, str] = Field(
         default_factory=lambda: {"memory": "512Mi"},
+        description="ceiling per resource: cpu in cores (throttled), memory in bytes (killed above)",
         json_schema_extra={"additionalProperties": {"type": "string", "pattern": QUANTITY_PATTERN}},
     )
 
@@ -53,101 +70,129 @@ class Resources(_Model):
 class CredentialsRef(_Model):
     """The Secret holding the Alpaca keys; only referenced, never copied."""
 
-    secret_name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
-    api_key_key: str = Field(default="ALPACA_API_KEY", min_length=1, max_length=253)
-    secret_key_key: str = Field(default="ALPACA_SECRET_KEY", min_length=1, max_length=253)
+    secret_name: str = Field(
+        pattern=DNS_NAME, max_length=253, description="name of the Secret in this namespace"
+    )
+    api_key_key: str = Field(
+        default="ALPACA_API_KEY", min_length=1, max_length=253, description="key of the Alpaca key id"
+    )
+    secret_key_key: str = Field(
+        default="ALPACA_SECRET_KEY", min_length=1, max_length=253, description="key of the Alpaca secret key"
+    )
 
 
 class MarketDataSpec(_Model):
-    # A PUB socket binds once: more than one replica would publish every tick twice.
-    replicas: int = Field(default=1, ge=0, le=1, description="0 stops the service; one publisher at most")
-    resources: Resources = Resources()
-    feed: Literal["iex", "sip"] = "iex"
-    trades: bool = True
-    quotes: bool = True
-    bars: bool = True
-    bar_interval_s: int = Field(default=0, ge=0)
-    stale_after_s: float = Field(default=30.0, gt=0)
+    """The market-data service: streams ticks from Alpaca (or the simulator) onto the bus."""
+
+    replicas: int = Field(default=1, ge=0, le=1, description=REPLICAS)
+    resources: Resources = Field(default=Resources(), description=RESOURCES)
+    feed: Literal["iex", "sip"] = setting(settings.AlpacaSettings, "feed")
+    trades: bool = setting(settings.MarketDataSettings, "trades")
+    quotes: bool = setting(settings.MarketDataSettings, "quotes")
+    bars: bool = setting(settings.MarketDataSettings, "bars")
+    bar_interval_s: int = setting(settings.MarketDataSettings, "bar_interval_s")
+    stale_after_s: float = setting(settings.MarketDataSettings, "stale_after_s")
 
 
 class ModelSource(_Model):
     """A model file for the strategy, taken from a ConfigMap key and mounted read-only."""
 
-    config_map: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    key: str = Field(min_length=1)
+    config_map: str = Field(pattern=DNS_NAME, description="name of the ConfigMap in this namespace")
+    key: str = Field(min_length=1, description="key of the model file in the ConfigMap")
 
 
 class SignalBridgeSpec(_Model):
-    replicas: int = Field(default=1, ge=0, le=1, description="0 stops the service; one publisher at most")
-    resources: Resources = Resources()
-    strategy: str = Field(default="ma_crossover", pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    """The signal-bridge service: indicators and a strategy turn ticks into signals."""
+
+    replicas: int = Field(default=1, ge=0, le=1, description=REPLICAS)
+    resources: Resources = Field(default=Resources(), description=RESOURCES)
+    strategy: str = Field(
+        default="ma_crossover",
+        pattern=r"^[a-z][a-z0-9_]{0,62}$",
+        description="strategy name: ma_crossover, macd_momentum, rsi_reversion (docs/strategies.md)",
+    )
     params: dict[str, int | float] = Field(
-        default_factory=dict, json_schema_extra={"additionalProperties": {"type": "number"}}
+        default_factory=dict,
+        description="the strategy's numeric parameters by name, e.g. fast: 5 (periods in ticks)",
+        json_schema_extra={"additionalProperties": {"type": "number"}},
     )
-    source: Literal["trades", "quotes", "bars"] = "trades"
-    warmup_bars: int = Field(default=0, ge=0)
-    model: ModelSource | None = None
+    source: Literal["trades", "quotes", "bars"] = setting(settings.SignalSettings, "source")
+    warmup_bars: int = setting(settings.SignalSettings, "warmup_bars")
+    model: ModelSource | None = Field(
+        default=None, description="a model file for the strategy, if it uses one"
+    )
 
 
-class RiskLimits(_Model):
+class RiskLimits(settings.RiskLimits):
+    """The risk-manager's limits: the service's own model (config.RiskLimits), camelCase here.
+
+    Its cross-field rules (``RISK_LIMIT_RULES``) become CEL, so the API server refuses what the
+    service would refuse at start.
+    """
+
     model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
         json_schema_extra=validations(
-            cel(
-                "self.maxOrderNotional <= self.maxGrossExposure",
-                "maxOrderNotional must not exceed maxGrossExposure: one order cannot be larger than the whole book",
-            ),
-            cel("self.maxOrderQty <= self.maxPositionQty", "maxOrderQty must not exceed maxPositionQty"),
-            cel(
-                "self.orderQty <= self.maxOrderQty",
-                "orderQty (the base order size) must not exceed maxOrderQty",
-            ),
-        )
+            *(
+                cel(f"self.{to_camel(r.small)} <= self.{to_camel(r.large)}", r.message(to_camel))
+                for r in settings.RISK_LIMIT_RULES
+            )
+        ),
     )
-
-    order_qty: float = Field(default=10, gt=0)
-    sizing: Literal["fixed", "strength"] = "strength"
-    max_order_qty: float = Field(default=100, gt=0)
-    max_order_notional: float = Field(default=50_000, gt=0)
-    max_position_qty: float = Field(default=500, gt=0)
-    max_gross_exposure: float = Field(default=250_000, gt=0)
-    max_open_positions: int = Field(default=10, gt=0)
-    daily_loss_limit: float = Field(default=5_000, gt=0)
-    max_orders_per_minute: int = Field(default=60, gt=0)
-    price_band_pct: float = Field(default=5.0, gt=0, le=100)
 
 
 class RiskManagerSpec(_Model):
-    replicas: int = Field(default=1, ge=0, le=1, description="0 stops the service; one publisher at most")
-    resources: Resources = Resources()
-    limits: RiskLimits = RiskLimits()
+    """The risk-manager service: sizes signals into orders within the limits, or rejects them."""
+
+    replicas: int = Field(default=1, ge=0, le=1, description=REPLICAS)
+    resources: Resources = Field(default=Resources(), description=RESOURCES)
+    limits: RiskLimits = Field(default=RiskLimits(), description="order sizing and risk limits, with units")
 
 
 class ExecutionEngineSpec(_Model):
-    """Always exactly one replica (Recreate): two engines would submit every order twice."""
+    """The execution-engine service. Always exactly one replica (Recreate): two engines would submit
+    every order twice."""
 
-    resources: Resources = Resources()
-    rate_limit_per_min: int = Field(default=200, gt=0)
-    request_timeout_s: float = Field(default=10.0, gt=0)
-    max_attempts: int = Field(default=5, ge=1)
-    storage: Literal["emptyDir", "persistentVolumeClaim"] = "emptyDir"
-    storage_size: str = Field(default="1Gi", pattern=QUANTITY_PATTERN)
+    resources: Resources = Field(default=Resources(), description=RESOURCES)
+    rate_limit_per_min: int = setting(settings.ExecutionSettings, "rate_limit_per_min")
+    request_timeout_s: float = setting(settings.ExecutionSettings, "request_timeout_s")
+    max_attempts: int = setting(settings.ExecutionSettings, "max_attempts")
+    storage: Literal["emptyDir", "persistentVolumeClaim"] = Field(
+        default="emptyDir",
+        description="where the order database lives: emptyDir (lost with the pod) or a PersistentVolumeClaim",
+    )
+    storage_size: str = Field(
+        default="1Gi", pattern=QUANTITY_PATTERN, description="bytes requested for the claim, e.g. 1Gi"
+    )
 
 
 class SimSpec(_Model):
-    resources: Resources = Resources()
-    seed: int = 42
-    tick_rate: float = Field(default=20.0, gt=0)
-    initial_cash: float = Field(default=100_000, gt=0)
+    """The embedded Alpaca-compatible simulator (mode sim only)."""
+
+    resources: Resources = Field(default=Resources(), description=RESOURCES)
+    seed: int = setting(settings.SimSettings, "seed")
+    tick_rate: float = setting(settings.SimSettings, "tick_rate")
+    initial_cash: float = setting(settings.SimSettings, "initial_cash")
 
 
 class MonitoringSpec(_Model):
-    service_monitor: bool = True
-    prometheus_rule: bool = True
-    interval: str = Field(default="30s", pattern=r"^[0-9]+(ms|s|m)$")
-    labels: dict[str, str] = Field(default_factory=dict, description="added to ServiceMonitor/PrometheusRule")
+    """Prometheus-operator objects, created only where its CRDs are installed."""
+
+    service_monitor: bool = Field(default=True, description="create a ServiceMonitor for the four services")
+    prometheus_rule: bool = Field(default=True, description="create a PrometheusRule with the alerts")
+    interval: str = Field(
+        default="30s", pattern=r"^[0-9]+(ms|s|m)$", description="scrape interval: a duration like 30s"
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="labels added to the ServiceMonitor and PrometheusRule (e.g. release: kube-prometheus-stack)",
+    )
 
 
 class CurveSpec(_Model):
+    """CurveZMQ encryption and client authentication of the bus."""
+
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
@@ -157,13 +202,19 @@ class CurveSpec(_Model):
         )
     )
 
-    enabled: bool = False
-    keys_secret: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    enabled: bool = Field(default=False, description="encrypt and authenticate the bus")
+    keys_secret: str | None = Field(
+        default=None, pattern=DNS_NAME, description="Secret with the key pairs `tradingsystem keys` wrote"
+    )
 
 
 class SecuritySpec(_Model):
-    network_policy: bool = True
-    curve: CurveSpec = CurveSpec()
+    """Network isolation of the services."""
+
+    network_policy: bool = Field(
+        default=True, description="NetworkPolicies: each bus port only from its subscribers"
+    )
+    curve: CurveSpec = Field(default=CurveSpec(), description="CurveZMQ on the bus")
 
 
 _SPEC_RULES = validations(
@@ -187,61 +238,159 @@ _SPEC_RULES = validations(
 
 
 class TradingSystemSpec(_Model):
+    """One trading pipeline: market-data, signal-bridge, risk-manager, execution-engine."""
+
     model_config = ConfigDict(json_schema_extra=_SPEC_RULES)
 
-    mode: Literal["sim", "paper", "live"] = "sim"
-    live_acknowledgement: str = ""
-    image: str = Field(pattern=IMAGE_PATTERN, max_length=512, description="the tradingsystem image")
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    mode: Literal["sim", "paper", "live"] = Field(
+        default="sim", description="sim (embedded simulator), paper (Alpaca paper) or live (real money)"
+    )
+    live_acknowledgement: str = Field(default="", description=f"must be {LIVE_CONFIRMATION} for mode live")
+    image: str = Field(
+        pattern=IMAGE_PATTERN,
+        max_length=512,
+        description="the tradingsystem image, e.g. ghcr.io/x/tradingsystem:0.1.0",
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        default="IfNotPresent", description="imagePullPolicy of every container"
+    )
     symbols: list[Annotated[str, Field(pattern=SYMBOL_PATTERN)]] = Field(
         min_length=1,
         max_length=200,
+        description="upper-case tickers to trade, e.g. AAPL, BRK.B (1 to 200, no duplicates)",
         json_schema_extra={
             "items": {"type": "string", "pattern": SYMBOL_PATTERN},
             "x-kubernetes-list-type": "set",
         },
     )
-    credentials: CredentialsRef | None = None
+    credentials: CredentialsRef | None = Field(
+        default=None, description="the Secret with the Alpaca keys (modes paper and live)"
+    )
     halted: bool = Field(default=False, description="trading kill switch: execution to 0, risk-manager HALT")
     paused: bool = Field(default=False, description="stop reconciling; running workloads are left untouched")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    market_data: MarketDataSpec = MarketDataSpec()
-    signal_bridge: SignalBridgeSpec = SignalBridgeSpec()
-    risk_manager: RiskManagerSpec = RiskManagerSpec()
-    execution_engine: ExecutionEngineSpec = ExecutionEngineSpec()
-    sim: SimSpec = SimSpec()
-    monitoring: MonitoringSpec = MonitoringSpec()
-    security: SecuritySpec = SecuritySpec()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="log threshold of every service"
+    )
+    market_data: MarketDataSpec = Field(default=MarketDataSpec(), description="the market-data service")
+    signal_bridge: SignalBridgeSpec = Field(
+        default=SignalBridgeSpec(), description="the signal-bridge service"
+    )
+    risk_manager: RiskManagerSpec = Field(default=RiskManagerSpec(), description="the risk-manager service")
+    execution_engine: ExecutionEngineSpec = Field(
+        default=ExecutionEngineSpec(), description="the execution-engine service"
+    )
+    sim: SimSpec = Field(default=SimSpec(), description="the simulator (mode sim)")
+    monitoring: MonitoringSpec = Field(
+        default=MonitoringSpec(), description="ServiceMonitor and PrometheusRule"
+    )
+    security: SecuritySpec = Field(default=SecuritySpec(), description="NetworkPolicies and bus encryption")
+
+
+class Phase(StrEnum):
+    """``status.phase``: one word for ``kubectl get ts``; the conditions say why."""
+
+    PENDING = "Pending"  # not reconciled yet
+    PROGRESSING = "Progressing"  # some services are not ready yet (or wait for their upstream)
+    RUNNING = "Running"  # every service ready, trading
+    HALTED = "Halted"  # every service ready, kill switch on
+    PAUSED = "Paused"  # spec.paused: the operator changes nothing
+    DEGRADED = "Degraded"  # a pass stopped short (missing Secret, API error); retried with backoff
+    FAILED = "Failed"  # the spec cannot be used as written; retried only after it is edited
+
+
+class ConditionType(StrEnum):
+    """Conditions every TradingSystem carries; each service adds ``<Service>Ready`` (status.py)."""
+
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    HALTED = "Halted"
+    PAUSED = "Paused"
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Reason(StrEnum):
+    """Every ``reason`` the operator writes on a condition (and on its Warning events)."""
+
+    # <Service>Ready
+    AVAILABLE = "Available"
+    NOT_AVAILABLE = "NotAvailable"
+    WAITING_FOR_UPSTREAM = "WaitingForUpstream"
+    SCALED_TO_ZERO = "ScaledToZero"
+    HALTED = "Halted"  # execution-engine scaled to 0 by the kill switch
+    # Ready
+    ALL_SERVICES_READY = "AllServicesReady"
+    SERVICES_NOT_READY = "ServicesNotReady"
+    # Degraded (also Ready=False with the same reason)
+    AS_EXPECTED = "AsExpected"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    SECRET_KEY_MISSING = "SecretKeyMissing"
+    API_ERROR = "ApiError"
+    INVALID_SPEC = "InvalidSpec"
+    # Halted
+    KILL_SWITCH_ON = "KillSwitchOn"
+    TRADING = "Trading"
+    # Paused
+    RECONCILE_PAUSED = "ReconcilePaused"
+    RECONCILING = "Reconciling"
 
 
 class Condition(_Model):
     """metav1.Condition."""
 
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    observed_generation: int = 0
-    last_transition_time: str
-    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
-    message: str = ""
+    type: str = Field(description="a ConditionType, or <Service>Ready for each running service")
+    status: ConditionStatus = Field(description="True, False or Unknown")
+    observed_generation: int = Field(default=0, description="metadata.generation this condition is about")
+    last_transition_time: str = Field(description="when status last changed (RFC 3339, UTC)")
+    # Open like metav1.Condition's (an older or newer operator may have written another one);
+    # this operator writes only Reason members.
+    reason: str = Field(
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description="CamelCase cause, see docs/operator.md",
+    )
+    message: str = Field(default="", description="what a person should know or do")
 
 
 class ServiceStatus(_Model):
-    desired: int = 0
-    ready: int = 0
+    desired: int = Field(default=0, description="replicas the spec asks for once the startup gate opens")
+    ready: int = Field(default=0, description="available replicas")
     waiting_on: str | None = Field(default=None, description="the upstream service this one waits for")
 
 
 class TradingSystemStatus(_Model):
-    phase: Literal["Pending", "Progressing", "Running", "Halted", "Paused", "Degraded", "Failed"] = "Pending"
-    observed_generation: int = 0
+    """What the operator observed at its last pass; written only by the operator."""
+
+    phase: Phase = Field(default=Phase.PENDING, description="summary; the conditions say why")
+    observed_generation: int = Field(default=0, description="metadata.generation of the last pass")
     ready_services: str = Field(default="", description="ready/total pipeline services, e.g. 3/4")
-    services: dict[str, ServiceStatus] = Field(default_factory=dict)
+    services: dict[str, ServiceStatus] = Field(
+        default_factory=dict, description="replica counts per service (sim, market-data, ...)"
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
+        description="Ready, Degraded, Halted, Paused and <Service>Ready",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
 
 
-def parse_spec(spec: Any) -> TradingSystemSpec:
-    """The spec as the API server stored it (defaults applied) as a model."""
-    return TradingSystemSpec.model_validate(dict(spec))
+class InvalidSpecError(ValueError):
+    """The stored spec does not parse as the models; the message names every bad field."""
+
+
+def parse_spec(spec: Mapping[str, Any] | None) -> TradingSystemSpec:
+    """The spec as the API server stored it (defaults applied) as a model.
+
+    Raises ``InvalidSpecError`` naming each field by its path (``spec.riskManager.limits...``);
+    values are not echoed.
+    """
+    try:
+        return TradingSystemSpec.model_validate(dict(spec or {}))
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False)
+        raise InvalidSpecError(
+            "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
+        ) from None

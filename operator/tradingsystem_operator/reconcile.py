@@ -16,12 +16,18 @@ from typing import Any
 
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
-from pydantic import ValidationError
 
 from tradingsystem_operator import apply as k8s
-from tradingsystem_operator.models import TradingSystemSpec
+from tradingsystem_operator.models import InvalidSpecError, Reason, TradingSystemSpec, parse_spec
 from tradingsystem_operator.render import Inputs, Owner, render
-from tradingsystem_operator.status import Problem, compute_status, now, paused_status
+from tradingsystem_operator.status import (
+    Problem,
+    StatusInputs,
+    as_patch,
+    compute_status,
+    now,
+    paused_status,
+)
 
 
 @dataclass
@@ -35,7 +41,7 @@ def _api_problem(exc: ApiException) -> Problem:
         message = json.loads(exc.body or "{}").get("message") or exc.reason
     except ValueError:
         message = exc.reason
-    return Problem("ApiError", f"API server answered {exc.status}: {message}")
+    return Problem(Reason.API_ERROR, f"API server answered {exc.status}: {message}")
 
 
 async def reconcile(
@@ -46,15 +52,15 @@ async def reconcile(
     generation = int(meta.get("generation") or 0)
     previous: Mapping[str, Any] = body.get("status") or {}
     try:
-        spec = TradingSystemSpec.model_validate(dict(body.get("spec") or {}))
-    except ValidationError as exc:  # only if the CRD schema and the models drifted apart
-        problem = Problem(
-            "InvalidSpec", f"spec does not match the operator's model: {exc.error_count()} error(s)"
-        )
+        spec = parse_spec(body.get("spec"))
+    except InvalidSpecError as exc:
+        # The CRD schema refuses what the models refuse, so this means an object stored under
+        # another schema (an older CRD, or one edited by hand). Retrying cannot fix it: permanent.
+        problem = Problem(Reason.INVALID_SPEC, f"fix the TradingSystem: {exc}", permanent=True)
         return await _report_problem(api, owner, generation, previous, problem)
 
     if spec.paused:
-        status = paused_status(previous, generation, now())
+        status = as_patch(paused_status(previous, generation, now()))
         await _write_status(api, owner, previous, status)
         return Outcome(status)
 
@@ -92,13 +98,24 @@ async def reconcile(
         deleted = await k8s.prune(api, owner.namespace, live, [_key(m) for m in manifests], kinds)
         if changed or deleted:  # re-read what our writes changed (replicas, deployments gone)
             _, ready = k8s.observe(await k8s.list_children(api, owner.namespace, owner.name, ["Deployment"]))
-        status = compute_status(
-            spec.halted, generation, rendered.desired, ready, rendered.waiting_on, None, previous, now()
+        status = as_patch(
+            compute_status(
+                StatusInputs(
+                    generation=generation,
+                    timestamp=now(),
+                    desired=rendered.desired,
+                    ready=ready,
+                    waiting_on=rendered.waiting_on,
+                    halted=spec.halted,
+                    previous=previous,
+                )
+            )
         )
         status["services"] = _drop_gone(previous, status["services"])
         await _write_status(api, owner, previous, status)
     except k8s.CredentialsError as exc:
-        return await _report_problem(api, owner, generation, previous, Problem(exc.reason, str(exc)), spec)
+        problem = Problem(exc.reason, str(exc))
+        return await _report_problem(api, owner, generation, previous, problem, spec)
     except ApiException as exc:
         return await _report_problem(api, owner, generation, previous, _api_problem(exc), spec)
     return Outcome(status)
@@ -144,8 +161,18 @@ async def _report_problem(
     services = previous.get("services") or {}
     desired = {n: int(s.get("desired") or 0) for n, s in services.items()}
     ready = {n: int(s.get("ready") or 0) for n, s in services.items()}
-    status = compute_status(
-        spec is not None and spec.halted, generation, desired, ready, {}, problem, previous, now()
+    status = as_patch(
+        compute_status(
+            StatusInputs(
+                generation=generation,
+                timestamp=now(),
+                desired=desired,
+                ready=ready,
+                halted=spec is not None and spec.halted,
+                problem=problem,
+                previous=previous,
+            )
+        )
     )
     with contextlib.suppress(ApiException):  # the caller reports it as an event and retries anyway
         await _write_status(api, owner, previous, status)

@@ -1,14 +1,26 @@
-"""Pure status computation: phase, per-service counts and metav1.Conditions.
+"""Pure status computation: phase, per-service counts and metav1.Conditions. No I/O.
 
+Built as ``TradingSystemStatus`` (the model the CRD's status schema is generated from), so what
+the operator writes is checked against that schema here, before the API server sees it.
 ``lastTransitionTime`` only moves when a condition's status changes, as Kubernetes expects.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from tradingsystem_operator.models import (
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    Phase,
+    Reason,
+    ServiceStatus,
+    TradingSystemStatus,
+)
 
 CONDITION_PREFIX = {
     "sim": "Simulator",
@@ -21,131 +33,152 @@ CONDITION_PREFIX = {
 
 @dataclass(frozen=True)
 class Problem:
-    """Why reconciling stopped short (missing Secret, API error); reason is CamelCase."""
+    """Why reconciling stopped short (missing Secret, API error, a spec that cannot be used).
 
-    reason: str
+    ``permanent``: retrying cannot help until the object is edited (kopf ``PermanentError``).
+    """
+
+    reason: Reason
     message: str
+    permanent: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusInputs:
+    """Everything ``compute_status`` needs, as ``render.Inputs`` is for ``render``."""
+
+    generation: int
+    timestamp: str  # now, RFC 3339 UTC; becomes lastTransitionTime of conditions that changed
+    desired: Mapping[str, int] = field(default_factory=dict)  # replicas per service once gates open
+    ready: Mapping[str, int] = field(default_factory=dict)  # available replicas per service
+    waiting_on: Mapping[str, str] = field(default_factory=dict)  # service -> upstream it waits for
+    halted: bool = False
+    problem: Problem | None = None
+    previous: Mapping[str, Any] = field(default_factory=dict)  # status as stored (camelCase)
 
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _cond(type_: str, ok: bool, reason: str, message: str, generation: int) -> dict[str, Any]:
+def service_condition(service: str) -> str:
+    """The condition type of one service, e.g. ``MarketDataReady``."""
+    return f"{CONDITION_PREFIX[service]}Ready"
+
+
+def _cond(type_: str, ok: bool, reason: Reason, message: str, generation: int) -> dict[str, Any]:
     return {
         "type": type_,
-        "status": "True" if ok else "False",
-        "observedGeneration": generation,
+        "status": ConditionStatus.TRUE if ok else ConditionStatus.FALSE,
+        "observed_generation": generation,
         "reason": reason,
         "message": message,
     }
 
 
 def merge_conditions(
-    previous: Sequence[Mapping[str, Any]], current: Sequence[dict[str, Any]], timestamp: str
-) -> list[dict[str, Any]]:
-    """Keep lastTransitionTime of conditions whose status did not change."""
+    previous: Sequence[Mapping[str, Any]], current: Sequence[Mapping[str, Any]], timestamp: str
+) -> list[Condition]:
+    """Keep lastTransitionTime of conditions whose status did not change.
+
+    ``previous`` is as stored (camelCase); ``current`` as built here (snake_case, no time yet).
+    """
     before = {c.get("type"): c for c in previous}
     out = []
     for cond in current:
         old = before.get(cond["type"])
-        keep = old is not None and old.get("status") == cond["status"] and old.get("lastTransitionTime")
-        out.append({**cond, "lastTransitionTime": old["lastTransitionTime"] if keep and old else timestamp})
+        kept = old.get("lastTransitionTime") if old and old.get("status") == cond["status"] else None
+        out.append(Condition.model_validate({**cond, "last_transition_time": kept or timestamp}))
     return out
 
 
-def paused_status(previous: Mapping[str, Any], generation: int, timestamp: str) -> dict[str, Any]:
-    """Paused: report it, keep everything else as last observed."""
-    conds = [c for c in previous.get("conditions", []) if c.get("type") != "Paused"]
+def paused_status(previous: Mapping[str, Any], generation: int, timestamp: str) -> TradingSystemStatus:
+    """Paused: report it, keep everything else as last observed (only the fields set are written)."""
+    stored = [c for c in previous.get("conditions", []) if c.get("type") != ConditionType.PAUSED]
+    kept = [Condition.model_validate(c).model_dump() for c in stored]
     paused = _cond(
-        "Paused", True, "ReconcilePaused", "spec.paused is true: the operator changes nothing", generation
+        ConditionType.PAUSED,
+        True,
+        Reason.RECONCILE_PAUSED,
+        "spec.paused is true: the operator changes nothing",
+        generation,
     )
-    return {
-        "phase": "Paused",
-        "observedGeneration": generation,
-        "conditions": merge_conditions(previous.get("conditions", []), [*conds, paused], timestamp),
-    }
+    return TradingSystemStatus(
+        phase=Phase.PAUSED,
+        observed_generation=generation,
+        conditions=merge_conditions(previous.get("conditions", []), [*kept, paused], timestamp),
+    )
 
 
-def compute_status(
-    halted: bool,
-    generation: int,
-    desired: Mapping[str, int],
-    ready: Mapping[str, int],
-    waiting_on: Mapping[str, str],
-    problem: Problem | None,
-    previous: Mapping[str, Any],
-    timestamp: str,
-) -> dict[str, Any]:
-    services: dict[str, dict[str, Any]] = {}
+def _service_condition(inp: StatusInputs, name: str, want: int, have: int) -> dict[str, Any]:
+    type_ = service_condition(name)
+    if name in inp.waiting_on:
+        upstream = inp.waiting_on[name]
+        return _cond(
+            type_, False, Reason.WAITING_FOR_UPSTREAM, f"waits for {upstream} to be available", inp.generation
+        )
+    if want == 0:
+        why = Reason.HALTED if name == "execution-engine" and inp.halted else Reason.SCALED_TO_ZERO
+        return _cond(type_, True, why, "0 replicas requested", inp.generation)
+    if have >= want:
+        return _cond(type_, True, Reason.AVAILABLE, f"{have}/{want} ready", inp.generation)
+    return _cond(type_, False, Reason.NOT_AVAILABLE, f"{have}/{want} ready", inp.generation)
+
+
+def compute_status(inp: StatusInputs) -> TradingSystemStatus:
+    generation, problem, halted = inp.generation, inp.problem, inp.halted
+    services: dict[str, ServiceStatus] = {}
     conds: list[dict[str, Any]] = []
     ok_count = 0
-    for name, want in desired.items():
-        have = ready.get(name, 0)
+    for name, want in inp.desired.items():
+        have = inp.ready.get(name, 0)
         # waitingOn is always written (null clears it: status is written with a merge patch).
-        entry: dict[str, Any] = {"desired": want, "ready": have, "waitingOn": waiting_on.get(name)}
-        prefix = CONDITION_PREFIX[name]
-        if name in waiting_on:
-            conds.append(
-                _cond(
-                    f"{prefix}Ready",
-                    False,
-                    "WaitingForUpstream",
-                    f"waits for {waiting_on[name]} to be available",
-                    generation,
-                )
-            )
-        elif want == 0:
-            why = "Halted" if name == "execution-engine" and halted else "ScaledToZero"
-            conds.append(_cond(f"{prefix}Ready", True, why, "0 replicas requested", generation))
-        elif have >= want:
-            conds.append(_cond(f"{prefix}Ready", True, "Available", f"{have}/{want} ready", generation))
-        else:
-            conds.append(_cond(f"{prefix}Ready", False, "NotAvailable", f"{have}/{want} ready", generation))
-        ok_count += name != "sim" and (have >= want and name not in waiting_on)
-        services[name] = entry
-    pipeline_total = sum(1 for n in desired if n != "sim")
-    all_ready = all(c["status"] == "True" for c in conds)
+        services[name] = ServiceStatus(desired=want, ready=have, waiting_on=inp.waiting_on.get(name))
+        conds.append(_service_condition(inp, name, want, have))
+        ok_count += name != "sim" and (have >= want and name not in inp.waiting_on)
+    pipeline_total = sum(1 for n in inp.desired if n != "sim")
+    all_ready = all(c["status"] is ConditionStatus.TRUE for c in conds)
 
-    degraded = problem is not None
     conds.append(
         _cond(
-            "Degraded",
-            degraded,
-            problem.reason if problem else "AsExpected",
+            ConditionType.DEGRADED,
+            problem is not None,
+            problem.reason if problem else Reason.AS_EXPECTED,
             problem.message if problem else "",
             generation,
         )
     )
     conds.append(
         _cond(
-            "Halted",
+            ConditionType.HALTED,
             halted,
-            "KillSwitchOn" if halted else "Trading",
+            Reason.KILL_SWITCH_ON if halted else Reason.TRADING,
             "execution-engine scaled to 0, risk-manager in HALT" if halted else "",
             generation,
         )
     )
-    conds.append(_cond("Paused", False, "Reconciling", "", generation))
-    if degraded:
-        phase, ready_reason, msg = (
-            "Degraded",
-            problem.reason if problem else "",
-            problem.message if problem else "",
-        )
+    conds.append(_cond(ConditionType.PAUSED, False, Reason.RECONCILING, "", generation))
+    if problem is not None:
+        phase = Phase.FAILED if problem.permanent else Phase.DEGRADED
+        ready_reason, msg = problem.reason, problem.message
     elif all_ready:
-        phase, ready_reason, msg = ("Halted" if halted else "Running"), "AllServicesReady", ""
+        phase, ready_reason, msg = (Phase.HALTED if halted else Phase.RUNNING), Reason.ALL_SERVICES_READY, ""
     else:
-        phase, ready_reason = "Progressing", "ServicesNotReady"
+        phase, ready_reason = Phase.PROGRESSING, Reason.SERVICES_NOT_READY
         msg = (
-            ", ".join(f"{n} waits for {u}" for n, u in waiting_on.items())
+            ", ".join(f"{n} waits for {u}" for n, u in inp.waiting_on.items())
             or "some services are not ready yet"
         )
-    conds.insert(0, _cond("Ready", all_ready and not degraded, ready_reason, msg, generation))
-    return {
-        "phase": phase,
-        "observedGeneration": generation,
-        "readyServices": f"{ok_count}/{pipeline_total}",
-        "services": services,
-        "conditions": merge_conditions(previous.get("conditions", []), conds, timestamp),
-    }
+    conds.insert(0, _cond(ConditionType.READY, all_ready and problem is None, ready_reason, msg, generation))
+    return TradingSystemStatus(
+        phase=phase,
+        observed_generation=generation,
+        ready_services=f"{ok_count}/{pipeline_total}",
+        services=services,
+        conditions=merge_conditions(inp.previous.get("conditions", []), conds, inp.timestamp),
+    )
+
+
+def as_patch(status: TradingSystemStatus) -> dict[str, Any]:
+    """The status as a merge-patch body: camelCase, and only the fields that were set."""
+    return status.model_dump(mode="json", by_alias=True, exclude_unset=True)

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
+from pydantic.alias_generators import to_camel
 
-from tradingsystem.common.config import LIVE_CONFIRMATION, ConfigError, Mode, load_settings
+from tradingsystem.common.config import (
+    LIVE_CONFIRMATION,
+    RISK_LIMIT_RULES,
+    AtMost,
+    ConfigError,
+    Mode,
+    RiskLimits,
+    RiskSettings,
+    Settings,
+    load_settings,
+)
 
 SECRET = "sk-very-secret-value-123"
 
@@ -25,7 +38,7 @@ def test_defaults_run_offline_on_the_simulator() -> None:
 
 def test_env_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("risk:\n  max_order_qty: 7\n  max_position_qty: 70\nsymbols: [SPY]\n")
+    cfg.write_text("risk:\n  order_qty: 5\n  max_order_qty: 7\n  max_position_qty: 70\nsymbols: [SPY]\n")
     assert load_settings(cfg).risk.max_order_qty == 7
     monkeypatch.setenv("TS_RISK__MAX_ORDER_QTY", "9")
     s = load_settings(cfg)
@@ -85,3 +98,45 @@ def test_cli_reports_config_errors_with_exit_2(tmp_path: Path, capsys: pytest.Ca
     cfg.write_text("risk: {max_order_qty: 0}")
     assert main(["risk-manager", "--config", str(cfg)]) == 2
     assert "risk.max_order_qty" in capsys.readouterr().err
+
+
+def _fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str | None]]:
+    out = []
+    for name, info in model.model_fields.items():
+        out.append((prefix + name, info.description))
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            out += _fields(info.annotation, f"{prefix}{name}.")
+    return out
+
+
+def test_every_setting_is_described() -> None:
+    fields = _fields(Settings)
+    assert len(fields) > 50 and "risk.max_gross_exposure" in dict(fields)
+    assert [name for name, description in fields if not description] == []
+
+
+@pytest.mark.parametrize("rule", RISK_LIMIT_RULES, ids=lambda r: f"{r.small}<={r.large}")
+def test_a_limit_over_the_one_it_must_fit_in_fails_at_start_naming_both(tmp_path: Path, rule: AtMost) -> None:
+    small, large = rule.small, rule.large
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"risk": {"order_qty": 1, large: 5, small: 6}}))  # JSON is YAML
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    assert "risk:" in str(err.value) and f"{small} must not exceed {large}" in str(err.value)
+    cfg.write_text(json.dumps({"risk": {"order_qty": 1, large: 6, small: 6}}))  # equal is fine
+    assert getattr(load_settings(cfg).risk, small) == 6
+
+
+def test_defaults_keep_the_limit_rules() -> None:
+    limits = RiskSettings()
+    assert all(getattr(limits, r.small) <= getattr(limits, r.large) for r in RISK_LIMIT_RULES)
+
+
+def test_docs_list_every_limit_with_its_default_and_unit() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "risk.md").read_text()
+    for name, f in RiskLimits.model_fields.items():
+        description = str(f.description).replace("|", "\\|")
+        row = f"| `{name}` | `{to_camel(name)}` | `{f.default}` | {description} |"
+        assert row in doc, f"docs/risk.md, ## Limits: expected the row {row}"
+    for rule in RISK_LIMIT_RULES:
+        assert f"- `{rule.small}` ≤ `{rule.large}`: {rule.why}." in doc

@@ -185,6 +185,15 @@ def test_monitoring_values_render_service_monitor_and_dashboards(helm: Helm) -> 
     assert container(objs)["image"] == "ghcr.io/acme/tradingsystem@sha256:" + "0123456789abcdef" * 4
 
 
+def test_dashboard_configmaps_carry_the_sidecar_label_and_a_folder_by_default(helm: Helm) -> None:
+    objs = helm.template(*KUBE, "--set", "grafanaDashboards.enabled=true")
+    dashboards = by_kind(objs, "ConfigMap")
+    assert len(dashboards) == len(list((CHART / "files" / "dashboards").glob("*.json"))) == 3
+    for cm in dashboards:
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert cm["metadata"]["annotations"] == {"grafana_folder": "TradingSystem"}
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [

@@ -34,7 +34,7 @@ def free_port() -> int:
 def pipeline_settings(workdir: Path, **sections: Any) -> Settings:
     """Settings with every bus endpoint, HTTP port and the simulator on free loopback ports.
 
-    ``sections`` are merged into the defaults per section (``risk={"max_order_qty": 5}``).
+    ``sections`` are merged into the defaults per section (``risk={"max_order_qty": 50}``).
     """
 
     def bus() -> str:

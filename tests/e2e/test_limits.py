@@ -34,16 +34,21 @@ SYMBOLS = ["AAPL", "MSFT"]
 ORDER_QTY = 10
 BASE_RISK: dict[str, Any] = {"sizing": "fixed", "order_qty": ORDER_QTY}
 
-# (reject reason, the tight limit). Each limit is set so that any order opening or growing
-# a position breaks it; the first case is also the configuration the pipeline starts with,
-# so it starts flat: once one symbol holds a position (or a pending order), opening the
-# other one is over max_open_positions.
+# Seed 7 starts AAPL at $267.36 and MSFT at $409.68: one order of ORDER_QTY is $2,674 or $4,097.
+ONE_ORDER_FITS = 5_000.0  # dollars: one order fits, a position plus another order does not
+
+# (reject reason, the tight limit). Each limit is set so that an order growing a position
+# (most often any order) breaks it, within what the configuration accepts: order_qty <=
+# max_order_qty <= max_position_qty and max_order_notional <= max_gross_exposure, so
+# max_order_qty itself cannot be set under the order size here (tests/risk covers that check).
+# The first case is also the configuration the pipeline starts with, so it starts flat: once
+# one symbol holds a position (or a pending order), opening the other one is over
+# max_open_positions.
 CASES: list[tuple[str, dict[str, Any]]] = [
     ("max_open_positions", {"max_open_positions": 1}),
-    ("max_position", {"max_position_qty": ORDER_QTY / 2}),
-    ("max_order_qty", {"max_order_qty": ORDER_QTY / 2}),
+    ("max_position", {"max_position_qty": ORDER_QTY, "max_order_qty": ORDER_QTY}),
     ("max_order_notional", {"max_order_notional": 1.0}),
-    ("max_gross_exposure", {"max_gross_exposure": 1.0}),
+    ("max_gross_exposure", {"max_gross_exposure": ONE_ORDER_FITS, "max_order_notional": ONE_ORDER_FITS}),
     # Signals carry the quote's mid; by the time one arrives the reference is mostly the
     # trade that followed that quote (at the bid or the ask), so a tiny band rejects it.
     ("price_band", {"price_band_pct": 1e-6}),

@@ -64,6 +64,18 @@ def test_schema_is_structural() -> None:
             assert bound not in node or isinstance(node[bound], bool), path  # OpenAPI v3.0 form
 
 
+def test_every_spec_and_status_property_is_described() -> None:
+    """`kubectl explain tradingsystem.spec...` shows text (with the unit) for every field."""
+    schema = _version()["schema"]["openAPIV3Schema"]
+    bare = [
+        path
+        for path, node in _walk(schema)
+        if path.startswith((".spec", ".status")) and not path.endswith(("[]", "{}"))
+        if not node.get("description")
+    ]
+    assert bare == [], f"properties without a description: {bare}"
+
+
 def test_printer_columns() -> None:
     columns = {c["name"]: c for c in _version()["additionalPrinterColumns"]}
     assert list(columns) == ["Mode", "Phase", "Ready", "Halted", "Paused", "Age"]

@@ -1,6 +1,7 @@
 """The real API server refuses bad TradingSystems with messages a person understands.
 
-Table-driven: each case is a spec change against a valid base, created with dryRun=All.
+Table-driven: each case is a spec change against a valid base, created with dryRun=All. The risk
+limits are checked twice (CEL in the API server, pydantic in the service): both must agree.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import ValidationError
 
-from tradingsystem.common.config import LIVE_CONFIRMATION
+from tradingsystem.common.config import LIVE_CONFIRMATION, RiskSettings
+from tradingsystem_operator.models import RiskLimits
 
 G, V, P = "tradingsystem.dev", "v1alpha1", "tradingsystems"
 BASE: dict[str, Any] = {"image": "ghcr.io/example/tradingsystem:0.1.0", "symbols": ["AAPL", "MSFT"]}
@@ -81,7 +84,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     (
         "base-over-max",
         {"riskManager": {"limits": {"orderQty": 200}}},
-        "orderQty (the base order size) must not exceed",
+        "orderQty must not exceed maxOrderQty",
     ),
     ("negative-limit", {"riskManager": {"limits": {"maxOrderQty": -1}}}, "should be greater than 0"),
     ("zero-loss-limit", {"riskManager": {"limits": {"dailyLossLimit": 0}}}, "dailyLossLimit"),
@@ -171,3 +174,51 @@ async def test_switching_to_live_in_place_is_refused_but_leaving_live_is_not(
         G, V, namespace, P, "live", {"spec": {"mode": "paper"}}, _content_type=MERGE
     )
     assert patched["spec"]["mode"] == "paper"
+
+
+# Risk limits (camelCase, the rest defaulted): around every bound and every cross-field rule.
+LIMIT_CASES: list[dict[str, Any]] = [
+    {},
+    {"sizing": "fixed"},
+    {"orderQty": 100},  # == maxOrderQty
+    {"orderQty": 100.5},
+    {"maxOrderQty": 5},  # under the default orderQty
+    {"maxOrderQty": 5, "orderQty": 5},
+    {"maxOrderQty": 500},  # == maxPositionQty
+    {"maxOrderQty": 501},
+    {"maxPositionQty": 99},  # under the default maxOrderQty
+    {"maxOrderNotional": 250_000},  # == maxGrossExposure
+    {"maxOrderNotional": 250_001},
+    {"maxGrossExposure": 49_999},  # under the default maxOrderNotional
+    {"orderQty": 1, "maxOrderQty": 1, "maxPositionQty": 1, "maxOrderNotional": 1, "maxGrossExposure": 1},
+    {"orderQty": 0},
+    {"maxOpenPositions": 0},
+    {"dailyLossLimit": 0.01},
+    {"priceBandPct": 100},
+    {"priceBandPct": 100.1},
+]
+
+
+def _service_accepts(camel: dict[str, Any]) -> bool:
+    snake = {name: camel[f.alias] for name, f in RiskLimits.model_fields.items() if f.alias in camel}
+    try:
+        RiskSettings.model_validate(snake)
+    except ValidationError:
+        return False
+    return True
+
+
+async def test_the_api_server_and_the_service_accept_and_refuse_the_same_limits(
+    k8s_api: client.ApiClient, namespace: str, tradingsystem_crd: str
+) -> None:
+    verdicts = []
+    for i, limits in enumerate(LIMIT_CASES):
+        try:
+            await dry_create(k8s_api, namespace, body(f"limits-{i}", {"riskManager": {"limits": limits}}))
+            api_accepts = True
+        except ApiException as exc:
+            assert exc.status == 422, exc.body
+            api_accepts = False
+        verdicts.append((limits, api_accepts, _service_accepts(limits)))
+    assert [v for v in verdicts if v[1] != v[2]] == []
+    assert {v[1] for v in verdicts} == {True, False}  # the table has both kinds

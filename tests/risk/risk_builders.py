@@ -40,8 +40,12 @@ _seq = itertools.count(1)
 
 
 def make_engine(clock: FakeClock | None = None, *, halted: bool = False, **risk: Any) -> RiskEngine:
-    """An engine with the given RiskSettings overrides; fixed sizing of 10 shares unless told."""
-    rs = RiskSettings(**{"sizing": "fixed", **risk})
+    """An engine with the given RiskSettings overrides; fixed sizing of 10 shares unless told.
+
+    Built without the settings' validation: the engine must enforce each limit on its own, also
+    in combinations the configuration refuses (e.g. max_order_qty under order_qty).
+    """
+    rs = RiskSettings.model_construct(**{"sizing": "fixed", **risk})
     return RiskEngine(
         Limits.from_settings(rs),
         SYMBOLS,

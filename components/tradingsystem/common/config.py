@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,31 +48,35 @@ class _Section(BaseModel):
 
 
 class AlpacaSettings(_Section):
-    api_key: SecretStr | None = None
-    secret_key: SecretStr | None = None
-    feed: Literal["iex", "sip"] = "iex"
+    api_key: SecretStr | None = Field(None, description="Alpaca key id; only from env ALPACA_API_KEY")
+    secret_key: SecretStr | None = Field(
+        None, description="Alpaca secret key; only from env ALPACA_SECRET_KEY"
+    )
+    feed: Literal["iex", "sip"] = Field(
+        "iex", description="market data feed: iex (free) or sip (paid, all venues)"
+    )
     # Explicit URL overrides (alpaca-py reads no env vars). Empty = chosen from mode.
-    trading_url: str = ""
-    data_url: str = ""
-    data_stream_url: str = ""
-    trading_stream_url: str = ""
+    trading_url: str = Field("", description="REST trading API base URL; empty: chosen from mode")
+    data_url: str = Field("", description="REST market data API base URL; empty: chosen from mode")
+    data_stream_url: str = Field("", description="market data websocket URL; empty: chosen from mode")
+    trading_stream_url: str = Field("", description="trade_updates websocket URL; empty: chosen from mode")
 
 
 class CurveSettings(_Section):
-    enabled: bool = False
+    enabled: bool = Field(False, description="encrypt and authenticate the bus with CurveZMQ")
     # Directory with ZMQ cert files: <service>.key / <service>.key_secret, written by
     # `tradingsystem keys`. Env TS_BUS__CURVE__KEYS_DIR.
-    keys_dir: Path | None = None
+    keys_dir: Path | None = Field(None, description="directory of the key pairs `tradingsystem keys` wrote")
 
 
 class BusSettings(_Section):
-    bind_host: str = "127.0.0.1"
-    market_data: str = "tcp://127.0.0.1:5555"
-    signals: str = "tcp://127.0.0.1:5556"
-    risk: str = "tcp://127.0.0.1:5557"
-    execution: str = "tcp://127.0.0.1:5558"
-    heartbeat_interval_s: float = Field(1.0, gt=0)
-    curve: CurveSettings = CurveSettings()
+    bind_host: str = Field("127.0.0.1", description="address publishers bind (0.0.0.0 in a pod)")
+    market_data: str = Field("tcp://127.0.0.1:5555", description="market-data's PUB endpoint (ZMQ URL)")
+    signals: str = Field("tcp://127.0.0.1:5556", description="signal-bridge's PUB endpoint (ZMQ URL)")
+    risk: str = Field("tcp://127.0.0.1:5557", description="risk-manager's PUB endpoint (ZMQ URL)")
+    execution: str = Field("tcp://127.0.0.1:5558", description="execution-engine's PUB endpoint (ZMQ URL)")
+    heartbeat_interval_s: float = Field(1.0, gt=0, description="seconds between heartbeats of each publisher")
+    curve: CurveSettings = Field(CurveSettings(), description="CurveZMQ encryption of the bus")
 
     def bind_endpoint(self, connect_endpoint: str) -> str:
         """The endpoint a publisher binds for the endpoint its subscribers connect to."""
@@ -79,18 +85,24 @@ class BusSettings(_Section):
 
 
 class MarketDataSettings(_Section):
-    http_port: int = Field(8081, ge=1, le=65535)
-    trades: bool = True
-    quotes: bool = True
-    bars: bool = True
-    bar_interval_s: int = Field(0, ge=0, description="aggregate trades into bars of this length; 0 = off")
-    stale_after_s: float = Field(30.0, gt=0, description="a tick older than this on arrival is dropped")
-    max_backwards_s: float = Field(1.0, ge=0, description="tolerated timestamp regression per symbol")
-    max_future_s: float = Field(
-        5.0, ge=0, description="tolerated clock skew: a tick further ahead is dropped"
+    http_port: int = Field(8081, ge=1, le=65535, description="TCP port of /metrics, /healthz, /readyz")
+    trades: bool = Field(True, description="subscribe to trades")
+    quotes: bool = Field(True, description="subscribe to quotes")
+    bars: bool = Field(True, description="subscribe to minute bars")
+    bar_interval_s: int = Field(
+        0, ge=0, description="seconds: aggregate trades into bars of this length; 0 = off"
     )
-    reconnect_min_s: float = Field(0.5, gt=0)
-    reconnect_max_s: float = Field(30.0, gt=0)
+    stale_after_s: float = Field(
+        30.0, gt=0, description="seconds: a tick older than this on arrival is dropped"
+    )
+    max_backwards_s: float = Field(
+        1.0, ge=0, description="seconds of timestamp regression tolerated per symbol"
+    )
+    max_future_s: float = Field(
+        5.0, ge=0, description="seconds of clock skew tolerated: a tick further ahead is dropped"
+    )
+    reconnect_min_s: float = Field(0.5, gt=0, description="seconds: first reconnect backoff")
+    reconnect_max_s: float = Field(30.0, gt=0, description="seconds: longest reconnect backoff")
 
     @model_validator(mode="after")
     def _consistent(self) -> MarketDataSettings:
@@ -102,59 +114,108 @@ class MarketDataSettings(_Section):
 
 
 class SignalSettings(_Section):
-    http_port: int = Field(8082, ge=1, le=65535)
-    strategy: str = "ma_crossover"
-    params: dict[str, Any] = {}
-    model_path: Path | None = None
-    source: Literal["trades", "quotes", "bars"] = "trades"
+    http_port: int = Field(8082, ge=1, le=65535, description="TCP port of /metrics, /healthz, /readyz")
+    strategy: str = Field("ma_crossover", description="strategy name (docs/strategies.md)")
+    params: dict[str, Any] = Field({}, description="the strategy's parameters by name")
+    model_path: Path | None = Field(None, description="JSON model file for the strategy, if it uses one")
+    source: Literal["trades", "quotes", "bars"] = Field(
+        "trades", description="which ticks feed the indicators"
+    )
     warmup_bars: int = Field(0, ge=0, description="historical bars fetched at start to warm indicators")
 
 
-class RiskSettings(_Section):
-    http_port: int = Field(8083, ge=1, le=65535)
-    halted: bool = False
-    order_qty: float = Field(10, gt=0, description="shares per signal at strength 1 (sizing rule)")
-    sizing: Literal["fixed", "strength"] = "strength"
-    max_order_qty: float = Field(100, gt=0)
-    max_order_notional: float = Field(50_000, gt=0)
-    max_position_qty: float = Field(500, gt=0)
-    max_gross_exposure: float = Field(250_000, gt=0)
-    max_open_positions: int = Field(10, gt=0)
-    daily_loss_limit: float = Field(5_000, gt=0)
-    reducing_at_loss_fraction: float = Field(
-        0.8, gt=0, le=1, description="enter REDUCING at this share of the daily loss limit"
+@dataclass(frozen=True)
+class AtMost:
+    """A cross-field rule of the limits: ``small`` must not exceed ``large``.
+
+    Enforced by ``RiskLimits`` here and, generated from the same table, by CEL in the CRD.
+    """
+
+    small: str
+    large: str
+    why: str
+
+    def message(self, name: Callable[[str], str] = str) -> str:
+        return f"{name(self.small)} must not exceed {name(self.large)}: {self.why}"
+
+
+RISK_LIMIT_RULES = (
+    AtMost("order_qty", "max_order_qty", "the base order size must fit in one order"),
+    AtMost("max_order_qty", "max_position_qty", "one order cannot be larger than a position"),
+    AtMost("max_order_notional", "max_gross_exposure", "one order cannot be larger than the whole book"),
+)
+
+
+class RiskLimits(_Section):
+    """The risk limits: declared once, here. The operator's CRD reuses this model (camelCase)."""
+
+    order_qty: float = Field(
+        10, gt=0, description="shares: the base order size (at signal strength 1); at most the largest order"
     )
-    max_orders_per_minute: int = Field(60, gt=0)
+    sizing: Literal["fixed", "strength"] = Field(
+        "strength",
+        description="fixed: the base order size; strength: floor(base size x signal strength) shares",
+    )
+    max_order_qty: float = Field(100, gt=0, description="shares: largest single order")
+    max_order_notional: float = Field(50_000, gt=0, description="dollars: largest single order's value")
+    max_position_qty: float = Field(500, gt=0, description="shares: largest position per symbol, worst case")
+    max_gross_exposure: float = Field(
+        250_000, gt=0, description="dollars: largest sum of |position| x price over symbols, worst case"
+    )
+    max_open_positions: int = Field(10, gt=0, description="count: symbols with a position or open order")
+    daily_loss_limit: float = Field(
+        5_000, gt=0, description="dollars: the day's loss that halts trading (circuit breaker)"
+    )
+    max_orders_per_minute: int = Field(60, gt=0, description="orders approved in any 60-second window")
     price_band_pct: float = Field(
-        5.0, gt=0, le=100, description="max distance of order price from last quote, %"
+        5.0, gt=0, le=100, description="percent: largest distance of a signal's price from the last price"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RiskLimits:
+        broken = [r.message() for r in RISK_LIMIT_RULES if getattr(self, r.small) > getattr(self, r.large)]
+        if broken:
+            raise ValueError("; ".join(broken))
+        return self
+
+
+class RiskSettings(RiskLimits):
+    http_port: int = Field(
+        8083, ge=1, le=65535, description="TCP port of /metrics, /healthz, /readyz, /control"
+    )
+    halted: bool = Field(False, description="start in HALT: the kill switch (no new orders)")
+    reducing_at_loss_fraction: float = Field(
+        0.8, gt=0, le=1, description="share of daily_loss_limit lost at which REDUCING is entered"
     )
     reconcile_on_start: bool = Field(True, description="seed positions from the broker at start")
 
 
 class ExecutionSettings(_Section):
-    http_port: int = Field(8084, ge=1, le=65535)
-    db_path: Path = Path("var/execution.sqlite")
-    rate_limit_per_min: int = Field(200, gt=0)
-    request_timeout_s: float = Field(10.0, gt=0)
-    max_attempts: int = Field(5, ge=1)
-    backoff_base_s: float = Field(0.25, gt=0)
-    backoff_max_s: float = Field(10.0, gt=0)
-    cid_prefix: str = Field("ts", pattern=r"^[a-z0-9-]{1,8}$")
+    http_port: int = Field(8084, ge=1, le=65535, description="TCP port of /metrics, /healthz, /readyz")
+    db_path: Path = Field(Path("var/execution.sqlite"), description="SQLite file of the order state")
+    rate_limit_per_min: int = Field(200, gt=0, description="broker requests per minute, client-side limit")
+    request_timeout_s: float = Field(10.0, gt=0, description="seconds: timeout of one broker request")
+    max_attempts: int = Field(5, ge=1, description="tries of one broker request before giving up")
+    backoff_base_s: float = Field(0.25, gt=0, description="seconds: first retry backoff")
+    backoff_max_s: float = Field(10.0, gt=0, description="seconds: longest retry backoff")
+    cid_prefix: str = Field(
+        "ts", pattern=r"^[a-z0-9-]{1,8}$", description="prefix of every client_order_id (1-8 chars)"
+    )
     reconcile_interval_s: float = Field(
-        30.0, gt=0, description="REST reconciliation of open orders while any are open"
+        30.0, gt=0, description="seconds between REST reconciliations of open orders while any are open"
     )
     resubmit_max_age_s: float = Field(
-        60.0, gt=0, description="an unplaced order older than this is rejected, not resubmitted"
+        60.0, gt=0, description="seconds: an unplaced order older than this is rejected, not resubmitted"
     )
 
 
 class SimSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(8090, ge=0, le=65535)
-    seed: int = 42
+    host: str = Field("127.0.0.1", description="address the simulator listens on and services reach it at")
+    port: int = Field(8090, ge=0, le=65535, description="TCP port of the simulator's REST and websockets")
+    seed: int = Field(42, description="random seed of the simulated prices")
     tick_rate: float = Field(20.0, gt=0, description="ticks per second per symbol")
-    initial_cash: float = Field(100_000, gt=0)
-    replay_path: Path | None = None
+    initial_cash: float = Field(100_000, gt=0, description="dollars in the simulated account at start")
+    replay_path: Path | None = Field(None, description="CSV of ticks to replay instead of simulated prices")
 
 
 class Settings(BaseSettings):
@@ -162,18 +223,20 @@ class Settings(BaseSettings):
         env_prefix="TS_", env_nested_delimiter="__", extra="forbid", validate_default=True
     )
 
-    mode: Mode = Mode.SIM
-    live_confirmation: str = ""
-    symbols: list[str] = ["AAPL", "MSFT"]
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "text"] = "json"
-    alpaca: AlpacaSettings = AlpacaSettings()
-    bus: BusSettings = BusSettings()
-    market_data: MarketDataSettings = MarketDataSettings()
-    signals: SignalSettings = SignalSettings()
-    risk: RiskSettings = RiskSettings()
-    execution: ExecutionSettings = ExecutionSettings()
-    sim: SimSettings = SimSettings()
+    mode: Mode = Field(Mode.SIM, description="sim (embedded simulator), paper or live (real money)")
+    live_confirmation: str = Field("", description=f"must be {LIVE_CONFIRMATION} for mode live")
+    symbols: list[str] = Field(["AAPL", "MSFT"], description="upper-case tickers to trade, e.g. AAPL, BRK.B")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log threshold")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="one JSON object or one text line per record"
+    )
+    alpaca: AlpacaSettings = Field(AlpacaSettings(), description="broker credentials and endpoints")
+    bus: BusSettings = Field(BusSettings(), description="ZeroMQ endpoints of the four publishers")
+    market_data: MarketDataSettings = Field(MarketDataSettings(), description="the market-data service")
+    signals: SignalSettings = Field(SignalSettings(), description="the signal-bridge service")
+    risk: RiskSettings = Field(RiskSettings(), description="the risk-manager service and its limits")
+    execution: ExecutionSettings = Field(ExecutionSettings(), description="the execution-engine service")
+    sim: SimSettings = Field(SimSettings(), description="the embedded Alpaca-compatible simulator")
 
     @field_validator("symbols")
     @classmethod
