@@ -10,13 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-CONDITION_PREFIX = {
-    "sim": "Simulator",
-    "market-data": "MarketData",
-    "signal-bridge": "SignalBridge",
-    "risk-manager": "RiskManager",
-    "execution-engine": "ExecutionEngine",
-}
+from tradingsystem.common.services import BY_NAME, SIM, Replicas
 
 
 @dataclass(frozen=True)
@@ -84,7 +78,7 @@ def compute_status(
         have = ready.get(name, 0)
         # waitingOn is always written (null clears it: status is written with a merge patch).
         entry: dict[str, Any] = {"desired": want, "ready": have, "waitingOn": waiting_on.get(name)}
-        prefix = CONDITION_PREFIX[name]
+        prefix = BY_NAME[name].condition
         if name in waiting_on:
             conds.append(
                 _cond(
@@ -96,15 +90,19 @@ def compute_status(
                 )
             )
         elif want == 0:
-            why = "Halted" if name == "execution-engine" and halted else "ScaledToZero"
+            why = (
+                "Halted"
+                if halted and BY_NAME[name].replicas is Replicas.ONE_UNLESS_HALTED
+                else "ScaledToZero"
+            )
             conds.append(_cond(f"{prefix}Ready", True, why, "0 replicas requested", generation))
         elif have >= want:
             conds.append(_cond(f"{prefix}Ready", True, "Available", f"{have}/{want} ready", generation))
         else:
             conds.append(_cond(f"{prefix}Ready", False, "NotAvailable", f"{have}/{want} ready", generation))
-        ok_count += name != "sim" and (have >= want and name not in waiting_on)
+        ok_count += name != SIM.name and (have >= want and name not in waiting_on)
         services[name] = entry
-    pipeline_total = sum(1 for n in desired if n != "sim")
+    pipeline_total = sum(1 for n in desired if n != SIM.name)
     all_ready = all(c["status"] == "True" for c in conds)
 
     degraded = problem is not None

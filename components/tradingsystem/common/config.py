@@ -31,6 +31,15 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from tradingsystem.common.services import (
+    EXECUTION_ENGINE,
+    MARKET_DATA,
+    RISK_MANAGER,
+    SIGNAL_BRIDGE,
+    SIM,
+    Service,
+)
+
 SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
 LIVE_CONFIRMATION = "I-UNDERSTAND-THIS-TRADES-REAL-MONEY"
 
@@ -63,12 +72,17 @@ class CurveSettings(_Section):
     keys_dir: Path | None = None
 
 
+def _loopback(svc: Service) -> str:
+    return f"tcp://127.0.0.1:{svc.pub_port}"
+
+
 class BusSettings(_Section):
+    # One endpoint per publisher, named by its catalogue section (see common/services.py).
     bind_host: str = "127.0.0.1"
-    market_data: str = "tcp://127.0.0.1:5555"
-    signals: str = "tcp://127.0.0.1:5556"
-    risk: str = "tcp://127.0.0.1:5557"
-    execution: str = "tcp://127.0.0.1:5558"
+    market_data: str = _loopback(MARKET_DATA)
+    signals: str = _loopback(SIGNAL_BRIDGE)
+    risk: str = _loopback(RISK_MANAGER)
+    execution: str = _loopback(EXECUTION_ENGINE)
     heartbeat_interval_s: float = Field(1.0, gt=0)
     curve: CurveSettings = CurveSettings()
 
@@ -79,7 +93,7 @@ class BusSettings(_Section):
 
 
 class MarketDataSettings(_Section):
-    http_port: int = Field(8081, ge=1, le=65535)
+    http_port: int = Field(MARKET_DATA.http_port, ge=1, le=65535)
     trades: bool = True
     quotes: bool = True
     bars: bool = True
@@ -102,7 +116,7 @@ class MarketDataSettings(_Section):
 
 
 class SignalSettings(_Section):
-    http_port: int = Field(8082, ge=1, le=65535)
+    http_port: int = Field(SIGNAL_BRIDGE.http_port, ge=1, le=65535)
     strategy: str = "ma_crossover"
     params: dict[str, Any] = {}
     model_path: Path | None = None
@@ -111,7 +125,7 @@ class SignalSettings(_Section):
 
 
 class RiskSettings(_Section):
-    http_port: int = Field(8083, ge=1, le=65535)
+    http_port: int = Field(RISK_MANAGER.http_port, ge=1, le=65535)
     halted: bool = False
     order_qty: float = Field(10, gt=0, description="shares per signal at strength 1 (sizing rule)")
     sizing: Literal["fixed", "strength"] = "strength"
@@ -132,7 +146,7 @@ class RiskSettings(_Section):
 
 
 class ExecutionSettings(_Section):
-    http_port: int = Field(8084, ge=1, le=65535)
+    http_port: int = Field(EXECUTION_ENGINE.http_port, ge=1, le=65535)
     db_path: Path = Path("var/execution.sqlite")
     rate_limit_per_min: int = Field(200, gt=0)
     request_timeout_s: float = Field(10.0, gt=0)
@@ -150,7 +164,7 @@ class ExecutionSettings(_Section):
 
 class SimSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(8090, ge=0, le=65535)
+    port: int = Field(SIM.http_port, ge=0, le=65535)
     seed: int = 42
     tick_rate: float = Field(20.0, gt=0, description="ticks per second per symbol")
     initial_cash: float = Field(100_000, gt=0)
