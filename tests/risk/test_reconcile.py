@@ -12,7 +12,8 @@ from alpaca.trading.requests import MarketOrderRequest
 
 from tradingsystem.broker import credentials
 from tradingsystem.common.config import Settings
-from tradingsystem.risk.positions import PositionBook, dec
+from tradingsystem.common.money import dec
+from tradingsystem.risk.positions import PositionBook
 from tradingsystem.risk.reconcile import BrokerPosition, alpaca_positions, fetch_with_retry, parse_position
 from tradingsystem.sim.server import SimulatorThread
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from tradingsystem.common.config import RiskSettings
-from tradingsystem.risk.positions import dec
+from tradingsystem.common.money import dec
 
 WINDOW_NS = 60 * 1_000_000_000  # orders-per-minute window
 

@@ -14,11 +14,12 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from tradingsystem.common.money import CENT, positive
 from tradingsystem.sim.ledger import CODE_INVALID, CODE_NOT_FOUND, Position, SimError, num, rfc3339
 from tradingsystem.sim.prices import Tick
 from tradingsystem.sim.streams import tick_message
@@ -88,9 +89,9 @@ async def get_account(request: web.Request) -> web.Response:
         (p.qty * (ledger.mark(p.symbol) or p.avg_entry_price) for p in ledger.open_positions() if p.qty < 0),
         Decimal(0),
     )
-    cash = num(ledger.cash.quantize(Decimal("0.01")))
-    buying_power = num(max(ledger.cash, Decimal(0)).quantize(Decimal("0.01")))
-    equity = num(ledger.equity().quantize(Decimal("0.01")))
+    cash = num(ledger.cash.quantize(CENT))
+    buying_power = num(max(ledger.cash, Decimal(0)).quantize(CENT))
+    equity = num(ledger.equity().quantize(CENT))
     return web.json_response(
         {
             "id": ledger.account_id,
@@ -106,8 +107,8 @@ async def get_account(request: web.Request) -> web.Response:
             "portfolio_value": equity,
             "equity": equity,
             "last_equity": num(ledger.initial_cash),
-            "long_market_value": num(long_mv.quantize(Decimal("0.01"))),
-            "short_market_value": num(short_mv.quantize(Decimal("0.01"))),
+            "long_market_value": num(long_mv.quantize(CENT)),
+            "short_market_value": num(short_mv.quantize(CENT)),
             "initial_margin": "0",
             "maintenance_margin": "0",
             "last_maintenance_margin": "0",
@@ -251,11 +252,11 @@ def _position(sim: Simulator, p: Position) -> dict[str, Any]:
         "qty_available": num(p.qty),
         "avg_entry_price": num(p.avg_entry_price.quantize(Decimal("0.0001"))),
         "side": "long" if p.qty > 0 else "short",
-        "market_value": num(value.quantize(Decimal("0.01"))),
-        "cost_basis": num(cost.quantize(Decimal("0.01"))),
-        "unrealized_pl": num(pl.quantize(Decimal("0.01"))),
+        "market_value": num(value.quantize(CENT)),
+        "cost_basis": num(cost.quantize(CENT)),
+        "unrealized_pl": num(pl.quantize(CENT)),
         "unrealized_plpc": num((pl / abs(cost)).quantize(Decimal("0.0001"))) if cost else "0",
-        "unrealized_intraday_pl": num(pl.quantize(Decimal("0.01"))),
+        "unrealized_intraday_pl": num(pl.quantize(CENT)),
         "unrealized_intraday_plpc": num((pl / abs(cost)).quantize(Decimal("0.0001"))) if cost else "0",
         "current_price": num(mark.quantize(Decimal("0.0001"))),
         "lastday_price": num(mark.quantize(Decimal("0.0001"))),
@@ -304,12 +305,9 @@ def _query_decimal(request: web.Request, name: str) -> Decimal | None:
     if not raw:
         return None
     try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise SimError(422, CODE_INVALID, f"invalid {name}") from None
-    if value <= 0:
-        raise SimError(422, CODE_INVALID, f"{name} must be > 0")
-    return value
+        return positive(raw, name)
+    except ValueError as exc:
+        raise SimError(422, CODE_INVALID, str(exc)) from None
 
 
 def _time_param(raw: str | None) -> int | None:
