@@ -179,16 +179,20 @@ def _config_map(inp: Inputs) -> dict[str, Any]:
 
 def _env(inp: Inputs, svc: Service) -> list[dict[str, Any]]:
     creds = inp.spec.credentials
+    env: list[dict[str, Any]] = []
     if svc is RISK_MANAGER and inp.spec.halted:
         # Kill switch: the risk-manager starts in HALT and rejects every new order, even if an
         # execution-engine were still running. Settings reads TS_<SECTION>__<FIELD> from env.
-        return [{"name": "TS_RISK__HALTED", "value": "true"}]
-    if inp.spec.mode == "sim" or creds is None or not svc.uses_broker:
-        return []
-    return [
-        {"name": env, "valueFrom": {"secretKeyRef": {"name": creds.secret_name, "key": key}}}
-        for env, key in (("ALPACA_API_KEY", creds.api_key_key), ("ALPACA_SECRET_KEY", creds.secret_key_key))
-    ]
+        env.append({"name": "TS_RISK__HALTED", "value": "true"})
+    if inp.spec.mode != "sim" and creds is not None and svc.uses_broker:
+        env += [
+            {"name": var, "valueFrom": {"secretKeyRef": {"name": creds.secret_name, "key": key}}}
+            for var, key in (
+                ("ALPACA_API_KEY", creds.api_key_key),
+                ("ALPACA_SECRET_KEY", creds.secret_key_key),
+            )
+        ]
+    return env
 
 
 def _volumes(inp: Inputs, svc: Service) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -41,7 +41,7 @@ def test_the_start_order_is_every_pipeline_service_once_after_the_simulator() ->
 
 
 def test_the_simulator_is_reachable_by_every_service_that_uses_the_broker() -> None:
-    assert {s.name for s in subscribers(SIM)} == {"market-data", "signal-bridge", "execution-engine"}
+    assert {s.name for s in subscribers(SIM)} == {s.name for s in PIPELINE}
 
 
 def test_default_configuration_uses_the_catalogue_ports() -> None:

@@ -6,9 +6,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from tradingsystem.common.config import LIVE_CONFIRMATION, Settings
+from tradingsystem.common.config import LIVE_CONFIRMATION, Settings, load_settings
 from tradingsystem_operator.models import TradingSystemSpec
 from tradingsystem_operator.render import HASH_ANNOTATION, Inputs, Observed, Owner, render
 
@@ -147,8 +148,22 @@ def test_credentials_only_as_secret_key_refs() -> None:
         {"name": "ALPACA_API_KEY", "valueFrom": {"secretKeyRef": {"name": "alpaca", "key": "KEY"}}},
         {"name": "ALPACA_SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": "alpaca", "key": "SECRET"}}},
     ]
-    assert env["demo-risk-manager"] == []  # least privilege: the risk-manager never talks to Alpaca
+    assert env["demo-risk-manager"] == env["demo-execution-engine"]  # it reads the broker's positions
     assert not {"api_key", "secret_key"} & config_of(out.manifests)["alpaca"].keys()
+
+
+def test_in_paper_mode_every_service_loads_its_config_with_its_pod_env_even_halted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = render(make_inputs(spec=make_spec(mode="paper", credentials=CREDS, halted=True)))
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(config_of(out.manifests)))
+    for name, dep in by_kind(out.manifests, "Deployment").items():
+        with monkeypatch.context() as m:
+            for var in dep["spec"]["template"]["spec"]["containers"][0]["env"]:
+                m.setenv(var["name"], var.get("value", "from-the-secret"))
+            settings = load_settings(config)
+        assert settings.alpaca.api_key is not None, name
 
 
 def test_pod_hash_rolls_on_config_or_secret_change_only() -> None:

@@ -77,6 +77,7 @@ RISK_MANAGER = Service(
     http_port=8083,
     publishes=(wire.TOPIC_ORDER, wire.TOPIC_REJECT, wire.TOPIC_RISK),
     subscribes=("market-data", "signal-bridge", "execution-engine"),
+    uses_broker=True,  # the positions at start (risk.reconcile_on_start)
 )
 EXECUTION_ENGINE = Service(
     name="execution-engine",
