@@ -224,9 +224,8 @@ async def test_spec_and_secret_changes_roll_pods_without_leaking_the_secret(
     )
     await cluster.core.create_namespaced_secret(cluster.ns, secret)
     await cluster.create(ts_body("paper", mode="paper", credentials={"secretName": "alpaca"}))
-    await eventually(
-        lambda: cluster.deployment("paper-execution-engine"), "every deployment (the last applied)"
-    )
+    for svc in PIPELINE:  # applied concurrently: wait for each
+        await eventually(lambda s=svc: cluster.deployment(f"paper-{s}"), f"deployment {svc}")
     first = await cluster.pod_hash("paper-market-data")
     env = (await cluster.deployment("paper-execution-engine")).spec.template.spec.containers[0].env
     assert {e.name: e.value_from.secret_key_ref.key for e in env} == {
