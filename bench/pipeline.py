@@ -48,6 +48,7 @@ from bench.table import render
 from tradingsystem.common import wire
 from tradingsystem.common.bus import Publisher, Subscriber
 from tradingsystem.common.config import Settings
+from tradingsystem.common.services import PIPELINE
 from tradingsystem.supervisor import Pipeline, get_json, scrape, settings_yaml, total
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN"]
@@ -124,7 +125,7 @@ class TriangleFeed:
 
 
 def bench_settings(workdir: Path) -> Settings:
-    bus = {name: f"tcp://127.0.0.1:{free_port()}" for name in ("market_data", "signals", "risk", "execution")}
+    bus = {svc.section: f"tcp://127.0.0.1:{free_port()}" for svc in PIPELINE}
     return Settings.model_validate(
         {
             "mode": "sim",

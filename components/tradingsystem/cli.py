@@ -13,23 +13,7 @@ from collections.abc import Sequence
 
 from tradingsystem import __version__
 from tradingsystem.common.config import ConfigError, Settings, load_settings
-
-# subcommand -> (module with run(settings) -> int, one-line help)
-SERVICES: dict[str, tuple[str, str]] = {
-    "market-data": (
-        "tradingsystem.marketdata.service",
-        "stream ticks from Alpaca (or the simulator) to PUB :5555",
-    ),
-    "signal-bridge": ("tradingsystem.signals.service", "turn market data into strategy signals on PUB :5556"),
-    "risk-manager": (
-        "tradingsystem.risk.service",
-        "approve or reject intended orders; positions, P&L, kill switch",
-    ),
-    "execution-engine": (
-        "tradingsystem.execution.service",
-        "submit approved orders to the broker, report fills",
-    ),
-}
+from tradingsystem.common.services import BY_NAME, PIPELINE, SIM, Service
 
 EPILOG = """\
 configuration: --config FILE (YAML), then env TS_<SECTION>__<FIELD> (e.g. TS_RISK__MAX_ORDER_QTY=50);
@@ -48,6 +32,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML configuration file (default: $TS_CONFIG)")
     p.add_argument("--symbols", metavar="SYM,SYM", help="override the symbols, comma-separated")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="override log level")
+
+
+def _help(svc: Service) -> str:
+    return f"{svc.summary} (PUB :{svc.pub_port}, HTTP :{svc.http_port})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,18 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, metavar="SECONDS", help="stop after this long (default: until Ctrl-C)"
     )
 
-    for name, (_, help_) in SERVICES.items():
-        p = sub.add_parser(name, help=help_, description=help_)
+    for svc in PIPELINE:
+        p = sub.add_parser(svc.name, help=_help(svc), description=_help(svc))
         _common(p)
 
     sim = sub.add_parser(
-        "sim",
-        help="run the Alpaca-compatible market and broker simulator",
+        SIM.name,
+        help=SIM.summary,
         description="Serve Alpaca's REST and websocket protocols on loopback for unmodified alpaca-py.",
     )
     _common(sim)
     sim.add_argument("--host", help="bind address (default 127.0.0.1)")
-    sim.add_argument("--port", type=int, help="port (default 8090)")
+    sim.add_argument("--port", type=int, help=f"port (default {SIM.http_port})")
     sim.add_argument("--seed", type=int, help="random seed of the synthetic prices")
     sim.add_argument("--tick-rate", type=float, help="ticks per second per symbol")
 
@@ -115,11 +103,12 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command in SERVICES:
+        svc = BY_NAME.get(args.command)
+        if svc is not None and svc is not SIM:
             settings = _settings(args)  # validate before importing anything heavy
-            module = importlib.import_module(SERVICES[args.command][0])
+            module = importlib.import_module(svc.module)
             return int(module.run(settings))
-        if args.command == "sim":
+        if args.command == SIM.name:
             sim_over = {
                 k: v
                 for k, v in (
@@ -130,9 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 if v is not None
             }
-            from tradingsystem.sim.server import run as run_sim
-
-            return run_sim(_settings(args, **({"sim": sim_over} if sim_over else {})))
+            run_sim = importlib.import_module(SIM.module).run
+            return int(run_sim(_settings(args, **({"sim": sim_over} if sim_over else {}))))
         if args.command == "run":
             from tradingsystem.supervisor import run_all
 
@@ -147,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             from tradingsystem.common.bus import gen_curve_keypair
 
-            for name in (*SERVICES, "client"):
+            for name in (*(s.name for s in PIPELINE), "client"):
                 pub, sec = gen_curve_keypair(Path(args.directory), name)
                 print(f"wrote {pub} and {sec}")
             return 0

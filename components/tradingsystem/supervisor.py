@@ -1,8 +1,8 @@
 """``tradingsystem run``: the simulator and the four services as separate processes.
 
 The supervisor writes the validated settings to one YAML file (secrets excluded: children
-inherit ``ALPACA_*`` from the environment), starts the processes consumers first, waits
-for each ``/readyz``, then prints a live summary read from the services' own endpoints
+inherit ``ALPACA_*`` from the environment), starts the processes in the catalogue's
+``start_order`` (consumers first; see ``common/services.py``), waits for each ``/readyz``, then prints a live summary read from the services' own endpoints
 until Ctrl-C or ``duration``. ``Pipeline`` is also what the end-to-end tests use.
 
 No service outlives the supervisor: SIGTERM, SIGHUP, Ctrl-C and a closed output pipe
@@ -33,14 +33,16 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tradingsystem.common.config import Mode, Settings
-
-ORDER = ("market-data", "signal-bridge", "risk-manager", "execution-engine")
-# Consumers start before producers, so execution-engine is subscribed to the risk manager
-# before the first signal exists: an order approved earlier would be published to nobody,
-# and the risk manager would keep its quantity reserved forever. market-data precedes
-# signal-bridge, which is only ready once ticks arrive. Stopping reverses this: the sources
-# stop first and the execution engine last, after the orders in flight.
-START_ORDER = ("execution-engine", "risk-manager", "market-data", "signal-bridge")
+from tradingsystem.common.services import (
+    BY_NAME,
+    EXECUTION_ENGINE,
+    MARKET_DATA,
+    PIPELINE,
+    RISK_MANAGER,
+    SIGNAL_BRIDGE,
+    SIM,
+    start_order,
+)
 
 
 def die_with_parent() -> list[str]:
@@ -59,13 +61,11 @@ def die_with_parent() -> list[str]:
 
 
 def http_port(settings: Settings, name: str) -> int:
-    ports = {
-        "market-data": settings.market_data.http_port,
-        "signal-bridge": settings.signals.http_port,
-        "risk-manager": settings.risk.http_port,
-        "execution-engine": settings.execution.http_port,
-    }
-    return ports[name]
+    """The configured HTTP port of a catalogue service (the simulator's is its API port)."""
+    if name == SIM.name:
+        return settings.sim.port
+    port: int = getattr(settings, BY_NAME[name].section).http_port
+    return port
 
 
 def settings_yaml(settings: Settings) -> str:
@@ -124,7 +124,7 @@ class Pipeline:
 
     def url(self, name: str, path: str) -> str:
         host = "127.0.0.1"
-        port = self.settings.sim.port if name == "sim" else http_port(self.settings, name)
+        port = http_port(self.settings, name)
         return f"http://{host}:{port}{path}"
 
     def start_process(self, name: str) -> subprocess.Popen[bytes]:
@@ -133,7 +133,7 @@ class Pipeline:
             sys.executable,
             "-m",
             "tradingsystem.cli",
-            "sim" if name == "sim" else name,
+            name,
             "--config",
             str(self.config_path),
         ]
@@ -150,7 +150,7 @@ class Pipeline:
         return proc
 
     def wait_ready(self, name: str, timeout: float = 60.0) -> None:
-        path = "/v2/clock" if name == "sim" else "/readyz"
+        path = "/v2/clock" if name == SIM.name else "/readyz"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             proc = self.procs[name]
@@ -160,7 +160,7 @@ class Pipeline:
                 )
             status, _ = get_json(self.url(name, path), timeout=1.0)
             # The simulator answers 403 without keys: that still proves it serves.
-            if status == 200 or (name == "sim" and status in (401, 403)):
+            if status == 200 or (name == SIM.name and status in (401, 403)):
                 return
             time.sleep(0.2)
         raise TimeoutError(f"{name} not ready after {timeout:.0f}s; see {self.workdir / (name + '.log')}")
@@ -168,10 +168,9 @@ class Pipeline:
     def start(self, timeout: float = 60.0) -> Pipeline:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(settings_yaml(self.settings))
-        names = (("sim",) if self.settings.mode is Mode.SIM else ()) + START_ORDER
-        for name in names:
-            self.start_process(name)
-            self.wait_ready(name, timeout)
+        for svc in start_order(with_sim=self.settings.mode is Mode.SIM):
+            self.start_process(svc.name)
+            self.wait_ready(svc.name, timeout)
         return self
 
     def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
@@ -198,11 +197,11 @@ class Pipeline:
         self.stop()
 
     def summary(self) -> dict[str, Any]:
-        md = scrape(self.url("market-data", "/metrics"))
-        sb = scrape(self.url("signal-bridge", "/metrics"))
-        rm = scrape(self.url("risk-manager", "/metrics"))
-        ee = scrape(self.url("execution-engine", "/metrics"))
-        _, state = get_json(self.url("risk-manager", "/state"))
+        md = scrape(self.url(MARKET_DATA.name, "/metrics"))
+        sb = scrape(self.url(SIGNAL_BRIDGE.name, "/metrics"))
+        rm = scrape(self.url(RISK_MANAGER.name, "/metrics"))
+        ee = scrape(self.url(EXECUTION_ENGINE.name, "/metrics"))
+        _, state = get_json(self.url(RISK_MANAGER.name, "/state"))
         state = state or {}
         return {
             "ticks": total(md, "tradingsystem_marketdata_ticks_total"),
@@ -266,7 +265,7 @@ def run_all(settings: Settings, duration: float | None = None) -> int:
     pipeline = Pipeline(settings)
     tty = sys.stdout.isatty()
     _say(
-        f"starting {'simulator + ' if settings.mode is Mode.SIM else ''}4 services "
+        f"starting {'simulator + ' if settings.mode is Mode.SIM else ''}{len(PIPELINE)} services "
         f"(mode={settings.mode.value}, symbols={','.join(settings.symbols)}); logs in {pipeline.workdir}"
     )
     with _stop_signals_as_interrupt():

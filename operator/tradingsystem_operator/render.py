@@ -13,7 +13,19 @@ from typing import Any
 
 import yaml
 
+from tradingsystem.common.services import (
+    EXECUTION_ENGINE,
+    PIPELINE,
+    RISK_MANAGER,
+    SIGNAL_BRIDGE,
+    SIM,
+    Replicas,
+    Service,
+    start_order,
+    subscribers,
+)
 from tradingsystem_operator.models import GROUP, KIND, VERSION, TradingSystemSpec
+from tradingsystem_operator.startup import GateInputs, gate
 
 MANAGER = "tradingsystem-operator"
 CONFIG_PATH = "/etc/tradingsystem/config.yaml"
@@ -22,31 +34,6 @@ CURVE_DIR = "/var/run/tradingsystem/curve"
 MODEL_DIR = "/var/run/tradingsystem/model"
 HASH_ANNOTATION = f"{GROUP}/config-hash"
 RUN_AS = 10001
-
-
-@dataclass(frozen=True)
-class Service:
-    name: str  # also the `tradingsystem <name>` subcommand
-    bus_key: str | None  # BusSettings field of the endpoint it publishes
-    zmq_port: int | None
-    http_port: int
-    needs_credentials: bool
-
-
-MARKET_DATA = Service("market-data", "market_data", 5555, 8081, True)
-SIGNAL_BRIDGE = Service("signal-bridge", "signals", 5556, 8082, True)
-RISK_MANAGER = Service("risk-manager", "risk", 5557, 8083, False)
-EXECUTION_ENGINE = Service("execution-engine", "execution", 5558, 8084, True)
-SIM = Service("sim", None, None, 8090, False)
-PIPELINE = (MARKET_DATA, SIGNAL_BRIDGE, RISK_MANAGER, EXECUTION_ENGINE)
-# Who may connect to a publisher's ZMQ port (its subscribers), for the NetworkPolicy.
-SUBSCRIBERS: dict[str, tuple[str, ...]] = {
-    "market-data": ("signal-bridge", "risk-manager"),
-    "signal-bridge": ("risk-manager",),
-    "risk-manager": ("execution-engine",),
-    "execution-engine": ("risk-manager",),
-    "sim": ("market-data", "signal-bridge", "execution-engine"),
-}
 
 
 @dataclass(frozen=True)
@@ -83,13 +70,8 @@ class Rendered:
 
 
 def services(spec: TradingSystemSpec) -> tuple[Service, ...]:
-    return (SIM, *PIPELINE) if spec.mode == "sim" else PIPELINE
-
-
-def upstream_of(spec: TradingSystemSpec) -> dict[str, str]:
-    """Ordered startup: each service waits for the previous one (market-data for the simulator)."""
-    chain = [s.name for s in services(spec)]
-    return dict(zip(chain[1:], chain[:-1], strict=True))
+    """The services this spec runs, in start order."""
+    return start_order(with_sim=spec.mode == "sim")
 
 
 def labels(owner: Owner, component: str) -> dict[str, str]:
@@ -133,8 +115,7 @@ def service_config(owner: Owner, spec: TradingSystemSpec) -> dict[str, Any]:
     md, sb, rk, ex = spec.market_data, spec.signal_bridge, spec.risk_manager.limits, spec.execution_engine
     bus: dict[str, Any] = {"bind_host": "0.0.0.0"}
     for svc in PIPELINE:
-        assert svc.bus_key is not None
-        bus[svc.bus_key] = f"tcp://{child_name(owner, svc.name)}:{svc.zmq_port}"
+        bus[svc.section] = f"tcp://{child_name(owner, svc.name)}:{svc.pub_port}"
     bus["curve"] = {"enabled": spec.security.curve.enabled}
     if spec.security.curve.enabled:
         bus["curve"]["keys_dir"] = CURVE_DIR
@@ -172,7 +153,7 @@ def service_config(owner: Owner, spec: TradingSystemSpec) -> dict[str, Any]:
             "max_attempts": ex.max_attempts,
         },
         "sim": {
-            "host": child_name(owner, "sim"),
+            "host": child_name(owner, SIM.name),
             "port": SIM.http_port,
             "seed": spec.sim.seed,
             "tick_rate": spec.sim.tick_rate,
@@ -198,16 +179,20 @@ def _config_map(inp: Inputs) -> dict[str, Any]:
 
 def _env(inp: Inputs, svc: Service) -> list[dict[str, Any]]:
     creds = inp.spec.credentials
+    env: list[dict[str, Any]] = []
     if svc is RISK_MANAGER and inp.spec.halted:
         # Kill switch: the risk-manager starts in HALT and rejects every new order, even if an
         # execution-engine were still running. Settings reads TS_<SECTION>__<FIELD> from env.
-        return [{"name": "TS_RISK__HALTED", "value": "true"}]
-    if inp.spec.mode == "sim" or creds is None or not svc.needs_credentials:
-        return []
-    return [
-        {"name": env, "valueFrom": {"secretKeyRef": {"name": creds.secret_name, "key": key}}}
-        for env, key in (("ALPACA_API_KEY", creds.api_key_key), ("ALPACA_SECRET_KEY", creds.secret_key_key))
-    ]
+        env.append({"name": "TS_RISK__HALTED", "value": "true"})
+    if inp.spec.mode != "sim" and creds is not None and svc.uses_broker:
+        env += [
+            {"name": var, "valueFrom": {"secretKeyRef": {"name": creds.secret_name, "key": key}}}
+            for var, key in (
+                ("ALPACA_API_KEY", creds.api_key_key),
+                ("ALPACA_SECRET_KEY", creds.secret_key_key),
+            )
+        ]
+    return env
 
 
 def _volumes(inp: Inputs, svc: Service) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -236,24 +221,21 @@ def _volumes(inp: Inputs, svc: Service) -> tuple[list[dict[str, Any]], list[dict
     return volumes, mounts
 
 
+def _section(spec: TradingSystemSpec, svc: Service) -> Any:
+    """The spec section of a service (``spec.marketData`` ...)."""
+    return getattr(spec, svc.spec_field)
+
+
 def _resources(spec: TradingSystemSpec, svc: Service) -> dict[str, Any]:
-    sections: dict[str, Any] = {
-        "market-data": spec.market_data,
-        "signal-bridge": spec.signal_bridge,
-        "risk-manager": spec.risk_manager,
-        "execution-engine": spec.execution_engine,
-        "sim": spec.sim,
-    }
-    return dict(sections[svc.name].resources.model_dump())
+    return dict(_section(spec, svc).resources.model_dump())
 
 
 def spec_replicas(spec: TradingSystemSpec, svc: Service) -> int:
-    if svc is EXECUTION_ENGINE:
+    if svc.replicas is Replicas.ONE_UNLESS_HALTED:
         return 0 if spec.halted else 1
-    if svc is SIM:
+    if svc.replicas is Replicas.ONE:
         return 1
-    scalable: dict[str, Any] = {"market-data": spec.market_data, "signal-bridge": spec.signal_bridge}
-    return int(scalable.get(svc.name, spec.risk_manager).replicas)
+    return int(_section(spec, svc).replicas)
 
 
 def _deployment(inp: Inputs, svc: Service, replicas: int, config_hash: str) -> dict[str, Any]:
@@ -263,8 +245,8 @@ def _deployment(inp: Inputs, svc: Service, replicas: int, config_hash: str) -> d
         args += ["--host", "0.0.0.0"]
     volumes, mounts = _volumes(inp, svc)
     ports = [{"name": "metrics", "containerPort": svc.http_port}]
-    if svc.zmq_port is not None:
-        ports.insert(0, {"name": "zmq", "containerPort": svc.zmq_port})
+    if svc.pub_port is not None:
+        ports.insert(0, {"name": "zmq", "containerPort": svc.pub_port})
     probe = {"httpGet": {"port": "metrics"}, "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3}
     container = {
         "name": svc.name,
@@ -320,8 +302,8 @@ def _service(owner: Owner, svc: Service) -> dict[str, Any]:
     ports = [{"name": "metrics", "port": svc.http_port, "targetPort": "metrics"}]
     if svc is SIM:  # the simulator's one port is Alpaca's REST/websocket API
         ports = [{"name": "http", "port": svc.http_port, "targetPort": "metrics"}]
-    if svc.zmq_port is not None:
-        ports.insert(0, {"name": "zmq", "port": svc.zmq_port, "targetPort": "zmq"})
+    if svc.pub_port is not None:
+        ports.insert(0, {"name": "zmq", "port": svc.pub_port, "targetPort": "zmq"})
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -333,13 +315,13 @@ def _service(owner: Owner, svc: Service) -> dict[str, Any]:
 def _network_policy(owner: Owner, svc: Service, in_scope: set[str]) -> dict[str, Any]:
     peers = [
         {"podSelector": {"matchLabels": selector(owner, name)}}
-        for name in SUBSCRIBERS[svc.name]
+        for name in (s.name for s in subscribers(svc))
         if name in in_scope
     ]
     # Metrics/probe port open to any scraper; the ZMQ (or simulator API) port only to neighbours.
     rules: list[dict[str, Any]] = [{"ports": [{"port": svc.http_port, "protocol": "TCP"}]}]
-    if svc.zmq_port is not None and peers:
-        rules.append({"from": peers, "ports": [{"port": svc.zmq_port, "protocol": "TCP"}]})
+    if svc.pub_port is not None and peers:
+        rules.append({"from": peers, "ports": [{"port": svc.pub_port, "protocol": "TCP"}]})
     if svc is SIM:
         rules = [{"from": peers, "ports": [{"port": svc.http_port, "protocol": "TCP"}]}]
     return {
@@ -423,41 +405,21 @@ def _prometheus_rule(inp: Inputs) -> dict[str, Any]:
     }
 
 
-def gate(inp: Inputs) -> tuple[dict[str, int], dict[str, str]]:
-    """Replicas to apply now and who waits on whom.
-
-    A downstream service is scaled up only once its upstream has an available replica. One that
-    already runs keeps running if the upstream blips, so a restart upstream does not cascade.
-    """
-    spec, obs = inp.spec, inp.observed
-    ups = upstream_of(spec)
-    replicas: dict[str, int] = {}
-    waiting: dict[str, str] = {}
-    for svc in services(spec):
-        want = spec_replicas(spec, svc)
-        up = ups.get(svc.name)
-        open_ = up is None or obs.available.get(up, 0) > 0 or obs.replicas.get(svc.name, 0) > 0
-        if want > 0 and not open_:
-            assert up is not None
-            waiting[svc.name] = up
-            want = 0
-        replicas[svc.name] = want
-    return replicas, waiting
-
-
 def render(inp: Inputs) -> Rendered:
     spec, owner = inp.spec, inp.owner
     config_map = _config_map(inp)
     # Pods roll when the rendered config or the referenced Secret's data changes.
     config_hash = digest(config_map["data"], inp.secret_hash)
-    replicas, waiting = gate(inp)
     svcs = services(spec)
+    desired = {s.name: spec_replicas(spec, s) for s in svcs}
+    obs = inp.observed
+    gated = gate(GateInputs(tuple(desired), desired, obs.available, obs.replicas))
     manifests: list[dict[str, Any]] = [config_map]
     if spec.execution_engine.storage == "persistentVolumeClaim":
         manifests.append(_pvc(inp))
     in_scope = {s.name for s in svcs}
     for svc in svcs:
-        manifests.append(_deployment(inp, svc, replicas[svc.name], config_hash))
+        manifests.append(_deployment(inp, svc, gated.replicas[svc.name], config_hash))
         manifests.append(_service(owner, svc))
         if spec.security.network_policy:
             manifests.append(_network_policy(owner, svc, in_scope))
@@ -465,5 +427,4 @@ def render(inp: Inputs) -> Rendered:
         manifests.append(_service_monitor(inp))
     if spec.monitoring.prometheus_rule and inp.prometheus_rule_crd and inp.rule_groups:
         manifests.append(_prometheus_rule(inp))
-    desired = {s.name: spec_replicas(spec, s) for s in svcs}
-    return Rendered(manifests=manifests, desired=desired, waiting_on=waiting)
+    return Rendered(manifests=manifests, desired=desired, waiting_on=gated.waiting_on)

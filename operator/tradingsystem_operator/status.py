@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from tradingsystem.common.services import BY_NAME, SIM, Replicas
 from tradingsystem_operator.models import (
     Condition,
     ConditionStatus,
@@ -21,14 +22,6 @@ from tradingsystem_operator.models import (
     ServiceStatus,
     TradingSystemStatus,
 )
-
-CONDITION_PREFIX = {
-    "sim": "Simulator",
-    "market-data": "MarketData",
-    "signal-bridge": "SignalBridge",
-    "risk-manager": "RiskManager",
-    "execution-engine": "ExecutionEngine",
-}
 
 
 @dataclass(frozen=True)
@@ -62,8 +55,8 @@ def now() -> str:
 
 
 def service_condition(service: str) -> str:
-    """The condition type of one service, e.g. ``MarketDataReady``."""
-    return f"{CONDITION_PREFIX[service]}Ready"
+    """The condition type of one service, e.g. ``MarketDataReady`` (prefix from the catalogue)."""
+    return f"{BY_NAME[service].condition}Ready"
 
 
 def _cond(type_: str, ok: bool, reason: Reason, message: str, generation: int) -> dict[str, Any]:
@@ -118,7 +111,8 @@ def _service_condition(inp: StatusInputs, name: str, want: int, have: int) -> di
             type_, False, Reason.WAITING_FOR_UPSTREAM, f"waits for {upstream} to be available", inp.generation
         )
     if want == 0:
-        why = Reason.HALTED if name == "execution-engine" and inp.halted else Reason.SCALED_TO_ZERO
+        halts = inp.halted and BY_NAME[name].replicas is Replicas.ONE_UNLESS_HALTED
+        why = Reason.HALTED if halts else Reason.SCALED_TO_ZERO
         return _cond(type_, True, why, "0 replicas requested", inp.generation)
     if have >= want:
         return _cond(type_, True, Reason.AVAILABLE, f"{have}/{want} ready", inp.generation)
@@ -135,8 +129,8 @@ def compute_status(inp: StatusInputs) -> TradingSystemStatus:
         # waitingOn is always written (null clears it: status is written with a merge patch).
         services[name] = ServiceStatus(desired=want, ready=have, waiting_on=inp.waiting_on.get(name))
         conds.append(_service_condition(inp, name, want, have))
-        ok_count += name != "sim" and (have >= want and name not in inp.waiting_on)
-    pipeline_total = sum(1 for n in inp.desired if n != "sim")
+        ok_count += name != SIM.name and (have >= want and name not in inp.waiting_on)
+    pipeline_total = sum(1 for n in inp.desired if n != SIM.name)
     all_ready = all(c["status"] is ConditionStatus.TRUE for c in conds)
 
     conds.append(

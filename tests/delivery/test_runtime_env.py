@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from tradingsystem.cli import SERVICES
+from tradingsystem.common.services import ALL
 
 from .conftest import REPO, Dockerfile, Instruction, project_version
 
@@ -165,7 +165,7 @@ def test_version_is_the_package_version(image: RuntimeEnv) -> None:
     assert result.stdout.strip() == f"tradingsystem {project_version()}"
 
 
-@pytest.mark.parametrize("service", [*SERVICES, "sim", "run"])
+@pytest.mark.parametrize("service", [*(s.name for s in ALL), "run"])
 def test_each_service_entrypoint_starts(image: RuntimeEnv, service: str) -> None:
     result = image.run(service, "--help")
     assert result.returncode == 0, result.stderr

@@ -26,6 +26,7 @@ from e2e_helpers import (
     wait_for,
 )
 
+from tradingsystem.common.services import start_order
 from tradingsystem.supervisor import Pipeline, get_json
 
 pytestmark = pytest.mark.e2e
@@ -50,6 +51,12 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     )
     with running_pipeline(settings, workdir) as p:
         yield p
+
+
+def test_the_supervisor_started_the_simulator_then_consumers_first(pipeline: Pipeline) -> None:
+    # Pipeline.start waits for each /readyz before the next process: procs is the start order.
+    assert list(pipeline.procs) == [s.name for s in start_order(with_sim=True)]
+    assert list(pipeline.procs) == ["sim", "execution-engine", "risk-manager", "market-data", "signal-bridge"]
 
 
 def test_ticks_flow_a_strategy_fires_and_orders_fill(pipeline: Pipeline) -> None:

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from e2e_helpers import DEADLINE_S, pipeline_settings, wait_for
 
-from tradingsystem.supervisor import START_ORDER, settings_yaml
+from tradingsystem.common.services import START_ORDER
+from tradingsystem.supervisor import settings_yaml
 
 pytestmark = pytest.mark.e2e
 

@@ -13,11 +13,12 @@ import msgpack
 import pytest
 from prometheus_client import REGISTRY
 
+from tradingsystem.broker import data_stream_url
 from tradingsystem.common import wire
 from tradingsystem.common.bus import Subscriber
 from tradingsystem.common.config import BusSettings, MarketDataSettings, Settings, SimSettings
 from tradingsystem.common.runtime import Health
-from tradingsystem.marketdata.service import SERVICE, MarketDataService, stream_url
+from tradingsystem.marketdata.service import SERVICE, MarketDataService
 from tradingsystem.sim.server import SimulatorThread
 
 SYMBOLS = ["AAPL", "MSFT"]
@@ -67,7 +68,7 @@ def pipeline(free_port: Callable[[], int]) -> Iterator[tuple[SimulatorThread, Ma
             bus=BusSettings(market_data=f"tcp://127.0.0.1:{free_port()}", heartbeat_interval_s=0.2),
             market_data=MarketDataSettings(reconnect_min_s=0.05, reconnect_max_s=0.2),
         )
-        assert stream_url(settings) == f"ws://127.0.0.1:{sim.port}/v2/iex"
+        assert data_stream_url(settings) == f"ws://127.0.0.1:{sim.port}/v2/iex"
         tap = Tap(settings.bus.market_data)
         svc = MarketDataService(settings, Health(SERVICE)).start()
         try:

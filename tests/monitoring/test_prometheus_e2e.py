@@ -15,7 +15,8 @@ from promhelpers import StartPrometheus, dashboard_exprs
 
 from tradingsystem.common.metrics import HOP_LATENCY, MESSAGES_OUT
 from tradingsystem.common.runtime import Health, HttpEndpoint
-from tradingsystem.supervisor import ORDER, Pipeline, http_port
+from tradingsystem.common.services import PIPELINE
+from tradingsystem.supervisor import Pipeline, http_port
 
 pytestmark = pytest.mark.e2e
 
@@ -72,7 +73,10 @@ KEY_SERIES = (
 
 
 def test_live_pipeline_series_and_service_down(pipeline: Pipeline, start_prometheus: StartPrometheus) -> None:
-    targets = {f"tradingsystem-{name}": [f"127.0.0.1:{http_port(pipeline.settings, name)}"] for name in ORDER}
+    targets = {
+        f"tradingsystem-{name}": [f"127.0.0.1:{http_port(pipeline.settings, name)}"]
+        for name in (s.name for s in PIPELINE)
+    }
     prom = start_prometheus(targets, rule_for={"TradingSystemServiceDown": "5s"})
     for expr in KEY_SERIES:
         prom.wait_for(f"live series {expr}", partial(prom.query, expr), timeout=60)

@@ -21,13 +21,15 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
+from tradingsystem.common import services
 from tradingsystem_operator.render import HASH_ANNOTATION
 
 G, V, P = "tradingsystem.dev", "v1alpha1", "tradingsystems"
 MERGE = "application/merge-patch+json"
 IMAGE = "ghcr.io/example/tradingsystem:0.1.0"
 SECRET_VALUE = "PKTESTSECRETVALUE0123456789"
-PIPELINE = ("market-data", "signal-bridge", "risk-manager", "execution-engine")
+PIPELINE = tuple(s.name for s in services.PIPELINE)
+START_ORDER = tuple(s.name for s in services.START_ORDER)  # consumers first, as the supervisor
 T = TypeVar("T")
 
 
@@ -147,7 +149,7 @@ async def test_create_owns_children_and_starts_in_order_then_halts_and_pauses(
 ) -> None:
     await cluster.create(ts_body("demo"))
     st = await eventually(
-        lambda: _waiting(cluster, "demo", "market-data", "sim"), "status: market-data waits for sim"
+        lambda: _waiting(cluster, "demo", "execution-engine", "sim"), "status: execution-engine waits for sim"
     )
     assert st["phase"] == "Progressing"
     meta = (await cluster.get("demo"))["metadata"]
@@ -175,13 +177,15 @@ async def test_create_owns_children_and_starts_in_order_then_halts_and_pauses(
     assert await cluster.replicas("demo-sim") == 1
     assert [await cluster.replicas(f"demo-{s}") for s in PIPELINE] == [0, 0, 0, 0]
 
-    # Ordered startup: each service is scaled up once its upstream is available.
-    upstream = "sim"
-    for svc in PIPELINE:
-        await cluster.make_available("demo", upstream)
+    # Ordered startup, consumers first: each service is scaled up once the one before it is
+    # available, and not before.
+    before = "sim"
+    for i, svc in enumerate(START_ORDER):
+        assert [await cluster.replicas(f"demo-{s}") for s in START_ORDER[i:]] == [0] * (len(START_ORDER) - i)
+        await cluster.make_available("demo", before)
         await eventually(lambda s=svc: _scaled(cluster, f"demo-{s}"), f"{svc} scaled up")
-        upstream = svc
-    await cluster.make_available("demo", "execution-engine")
+        before = svc
+    await cluster.make_available("demo", before)
     st = await eventually(lambda: _phase(cluster, "demo", "Running"), "phase Running")
     assert st["readyServices"] == "4/4"
     assert (await condition(cluster, "demo", "Ready"))["status"] == "True"  # type: ignore[index]
@@ -220,9 +224,8 @@ async def test_spec_and_secret_changes_roll_pods_without_leaking_the_secret(
     )
     await cluster.core.create_namespaced_secret(cluster.ns, secret)
     await cluster.create(ts_body("paper", mode="paper", credentials={"secretName": "alpaca"}))
-    await eventually(
-        lambda: cluster.deployment("paper-execution-engine"), "every deployment (the last applied)"
-    )
+    for svc in PIPELINE:  # applied concurrently: wait for each
+        await eventually(lambda s=svc: cluster.deployment(f"paper-{s}"), f"deployment {svc}")
     first = await cluster.pod_hash("paper-market-data")
     env = (await cluster.deployment("paper-execution-engine")).spec.template.spec.containers[0].env
     assert {e.name: e.value_from.secret_key_ref.key for e in env} == {

@@ -39,7 +39,9 @@ def converged(cp: ControlPlane, path: str) -> dict[str, Any] | None:
     st = ts.get("status") or {}
     done = status == 200 and st.get("observedGeneration") == ts["metadata"]["generation"]
     return (
-        ts if done and (st.get("services") or {}).get("market-data", {}).get("waitingOn") == "sim" else None
+        ts
+        if done and (st.get("services") or {}).get("execution-engine", {}).get("waitingOn") == "sim"
+        else None
     )
 
 

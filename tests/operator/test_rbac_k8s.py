@@ -98,7 +98,7 @@ async def test_operator_runs_with_only_its_rbac(
         status = await _wait_status(custom, namespace, "WaitingForUpstream")
     assert runner.exit_code == 0
     assert "Forbidden" not in runner.output and "403" not in runner.output, runner.output[-3000:]
-    assert status["services"]["signal-bridge"]["waitingOn"] == "market-data"
+    assert status["services"]["risk-manager"]["waitingOn"] == "execution-engine"
     events = (await client.CoreV1Api(k8s_api).list_namespaced_event(namespace)).items
     assert any(e.reason == "SecretNotFound" for e in events)
 

@@ -6,9 +6,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from tradingsystem.common.config import LIVE_CONFIRMATION, Settings
+from tradingsystem.common.config import LIVE_CONFIRMATION, Settings, load_settings
 from tradingsystem_operator.models import TradingSystemSpec
 from tradingsystem_operator.render import HASH_ANNOTATION, Inputs, Observed, Owner, render
 
@@ -147,8 +148,22 @@ def test_credentials_only_as_secret_key_refs() -> None:
         {"name": "ALPACA_API_KEY", "valueFrom": {"secretKeyRef": {"name": "alpaca", "key": "KEY"}}},
         {"name": "ALPACA_SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": "alpaca", "key": "SECRET"}}},
     ]
-    assert env["demo-risk-manager"] == []  # least privilege: the risk-manager never talks to Alpaca
+    assert env["demo-risk-manager"] == env["demo-execution-engine"]  # it reads the broker's positions
     assert not {"api_key", "secret_key"} & config_of(out.manifests)["alpaca"].keys()
+
+
+def test_in_paper_mode_every_service_loads_its_config_with_its_pod_env_even_halted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = render(make_inputs(spec=make_spec(mode="paper", credentials=CREDS, halted=True)))
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(config_of(out.manifests)))
+    for name, dep in by_kind(out.manifests, "Deployment").items():
+        with monkeypatch.context() as m:
+            for var in dep["spec"]["template"]["spec"]["containers"][0]["env"]:
+                m.setenv(var["name"], var.get("value", "from-the-secret"))
+            settings = load_settings(config)
+        assert settings.alpaca.api_key is not None, name
 
 
 def test_pod_hash_rolls_on_config_or_secret_change_only() -> None:
@@ -176,25 +191,25 @@ def test_execution_engine_recreate_single_replica_and_halt() -> None:
         assert same is (name != "demo-risk-manager"), name
 
 
-def test_startup_gate_waits_for_upstream() -> None:
+def test_startup_gate_starts_the_simulator_then_consumers_first() -> None:
     out = render(make_inputs())
     replicas = {n: d["spec"]["replicas"] for n, d in by_kind(out.manifests, "Deployment").items()}
     assert replicas == {
         "demo-sim": 1,
+        "demo-execution-engine": 0,
+        "demo-risk-manager": 0,
         "demo-market-data": 0,
         "demo-signal-bridge": 0,
-        "demo-risk-manager": 0,
-        "demo-execution-engine": 0,
     }
     assert out.waiting_on == {
-        "market-data": "sim",
+        "execution-engine": "sim",
+        "risk-manager": "execution-engine",
+        "market-data": "risk-manager",
         "signal-bridge": "market-data",
-        "risk-manager": "signal-bridge",
-        "execution-engine": "risk-manager",
     }
-    step = render(make_inputs(observed=Observed(available={"sim": 1, "market-data": 1})))
-    assert step.waiting_on == {"risk-manager": "signal-bridge", "execution-engine": "risk-manager"}
-    assert step.desired["execution-engine"] == 1
+    step = render(make_inputs(observed=Observed(available={"sim": 1, "execution-engine": 1})))
+    assert step.waiting_on == {"market-data": "risk-manager", "signal-bridge": "market-data"}
+    assert step.desired["signal-bridge"] == 1
 
 
 def test_running_downstream_is_not_scaled_down_when_upstream_blips() -> None:
@@ -204,9 +219,15 @@ def test_running_downstream_is_not_scaled_down_when_upstream_blips() -> None:
     assert by_kind(out.manifests, "Deployment")["demo-signal-bridge"]["spec"]["replicas"] == 1
 
 
-def test_paper_mode_gate_starts_at_market_data() -> None:
+def test_paper_mode_gate_starts_at_the_execution_engine() -> None:
     out = render(make_inputs(spec=make_spec(mode="paper", credentials=CREDS)))
-    assert "market-data" not in out.waiting_on and out.waiting_on["signal-bridge"] == "market-data"
+    assert "execution-engine" not in out.waiting_on and out.waiting_on["risk-manager"] == "execution-engine"
+
+
+def test_a_halted_system_still_starts_its_risk_manager_after_the_simulator() -> None:
+    out = render(make_inputs(spec=make_spec(halted=True), observed=Observed(available={"sim": 1})))
+    assert "risk-manager" not in out.waiting_on
+    assert by_kind(out.manifests, "Deployment")["demo-risk-manager"]["spec"]["replicas"] == 1
 
 
 def test_pod_security() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from tradingsystem.common.services import ALL
 from tradingsystem_operator.models import (
     ConditionType,
     InvalidSpecError,
@@ -18,7 +19,6 @@ from tradingsystem_operator.models import (
     parse_spec,
 )
 from tradingsystem_operator.status import (
-    CONDITION_PREFIX,
     Problem,
     StatusInputs,
     as_patch,
@@ -144,6 +144,6 @@ def test_the_docs_status_tables_match_the_enums() -> None:
     section = DOC.read_text().split("\n## Status\n", 1)[1].split("\n## ", 1)[0]
     named = set(re.findall(r"`([A-Za-z]+)`", section))
     enums = {m.value for e in (Phase, ConditionType, Reason) for m in e}
-    assert enums | {service_condition(s) for s in CONDITION_PREFIX} <= named
+    assert enums | {service_condition(s.name) for s in ALL} <= named
     phase_table = section.split("| phase | when |", 1)[1].split("\n\n", 1)[0]
     assert set(re.findall(r"^\| `([A-Za-z]+)` \|", phase_table, re.MULTILINE)) == {p.value for p in Phase}

@@ -7,7 +7,8 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradingsystem.risk.positions import Position, PositionBook, dec
+from tradingsystem.common.money import dec
+from tradingsystem.risk.positions import Position, PositionBook
 
 D = Decimal
 

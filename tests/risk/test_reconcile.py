@@ -10,9 +10,10 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
 
+from tradingsystem.broker import credentials
 from tradingsystem.common.config import Settings
-from tradingsystem.execution.broker import credentials
-from tradingsystem.risk.positions import PositionBook, dec
+from tradingsystem.common.money import dec
+from tradingsystem.risk.positions import PositionBook
 from tradingsystem.risk.reconcile import BrokerPosition, alpaca_positions, fetch_with_retry, parse_position
 from tradingsystem.sim.server import SimulatorThread
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tradingsystem.common.money import CENT
 from tradingsystem.sim.faults import Faults, RateLimiter
-from tradingsystem.sim.prices import CENT, ReplayMarket, SyntheticMarket, history_bars, start_price
+from tradingsystem.sim.prices import ReplayMarket, SyntheticMarket, history_bars, start_price
 
 
 def run(seed: int, steps: int = 200) -> list[tuple[str, str, object, object]]:

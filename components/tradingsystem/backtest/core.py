@@ -31,6 +31,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from tradingsystem.common import wire
 from tradingsystem.common.config import Settings
+from tradingsystem.common.money import CENT, ZERO, dec
 from tradingsystem.common.wire import (
     Bar,
     ExecutionReport,
@@ -43,10 +44,9 @@ from tradingsystem.common.wire import (
 )
 from tradingsystem.risk.engine import RiskEngine
 from tradingsystem.risk.limits import Limits
-from tradingsystem.risk.positions import ZERO, Position, dec
+from tradingsystem.risk.positions import Position
 from tradingsystem.signals.engine import SignalEngine
 from tradingsystem.sim.ledger import fill_price
-from tradingsystem.sim.prices import CENT
 
 Event = wire.Trade | wire.Quote | wire.Bar
 PROGRESS_EVERY = 1 << 16  # events between progress callbacks

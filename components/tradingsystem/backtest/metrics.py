@@ -25,7 +25,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from tradingsystem.backtest.core import BacktestResult
-from tradingsystem.risk.positions import cents
+from tradingsystem.common.money import cents
 
 NS_PER_YEAR = 365.25 * 24 * 3600 * 1e9
 NS_PER_DAY = 24 * 3600 * 1e9

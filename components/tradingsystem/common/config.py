@@ -33,6 +33,15 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from tradingsystem.common.services import (
+    EXECUTION_ENGINE,
+    MARKET_DATA,
+    RISK_MANAGER,
+    SIGNAL_BRIDGE,
+    SIM,
+    Service,
+)
+
 SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
 LIVE_CONFIRMATION = "I-UNDERSTAND-THIS-TRADES-REAL-MONEY"
 
@@ -69,12 +78,18 @@ class CurveSettings(_Section):
     keys_dir: Path | None = Field(None, description="directory of the key pairs `tradingsystem keys` wrote")
 
 
+def _loopback(svc: Service) -> str:
+    return f"tcp://127.0.0.1:{svc.pub_port}"
+
+
 class BusSettings(_Section):
     bind_host: str = Field("127.0.0.1", description="address publishers bind (0.0.0.0 in a pod)")
-    market_data: str = Field("tcp://127.0.0.1:5555", description="market-data's PUB endpoint (ZMQ URL)")
-    signals: str = Field("tcp://127.0.0.1:5556", description="signal-bridge's PUB endpoint (ZMQ URL)")
-    risk: str = Field("tcp://127.0.0.1:5557", description="risk-manager's PUB endpoint (ZMQ URL)")
-    execution: str = Field("tcp://127.0.0.1:5558", description="execution-engine's PUB endpoint (ZMQ URL)")
+    market_data: str = Field(_loopback(MARKET_DATA), description="market-data's PUB endpoint (ZMQ URL)")
+    signals: str = Field(_loopback(SIGNAL_BRIDGE), description="signal-bridge's PUB endpoint (ZMQ URL)")
+    risk: str = Field(_loopback(RISK_MANAGER), description="risk-manager's PUB endpoint (ZMQ URL)")
+    execution: str = Field(
+        _loopback(EXECUTION_ENGINE), description="execution-engine's PUB endpoint (ZMQ URL)"
+    )
     heartbeat_interval_s: float = Field(1.0, gt=0, description="seconds between heartbeats of each publisher")
     curve: CurveSettings = Field(CurveSettings(), description="CurveZMQ encryption of the bus")
 
@@ -85,7 +100,9 @@ class BusSettings(_Section):
 
 
 class MarketDataSettings(_Section):
-    http_port: int = Field(8081, ge=1, le=65535, description="TCP port of /metrics, /healthz, /readyz")
+    http_port: int = Field(
+        MARKET_DATA.http_port, ge=1, le=65535, description="TCP port of /metrics, /healthz, /readyz"
+    )
     trades: bool = Field(True, description="subscribe to trades")
     quotes: bool = Field(True, description="subscribe to quotes")
     bars: bool = Field(True, description="subscribe to minute bars")
@@ -114,7 +131,9 @@ class MarketDataSettings(_Section):
 
 
 class SignalSettings(_Section):
-    http_port: int = Field(8082, ge=1, le=65535, description="TCP port of /metrics, /healthz, /readyz")
+    http_port: int = Field(
+        SIGNAL_BRIDGE.http_port, ge=1, le=65535, description="TCP port of /metrics, /healthz, /readyz"
+    )
     strategy: str = Field("ma_crossover", description="strategy name (docs/strategies.md)")
     params: dict[str, Any] = Field({}, description="the strategy's parameters by name")
     model_path: Path | None = Field(None, description="JSON model file for the strategy, if it uses one")
@@ -181,7 +200,10 @@ class RiskLimits(_Section):
 
 class RiskSettings(RiskLimits):
     http_port: int = Field(
-        8083, ge=1, le=65535, description="TCP port of /metrics, /healthz, /readyz, /control"
+        RISK_MANAGER.http_port,
+        ge=1,
+        le=65535,
+        description="TCP port of /metrics, /healthz, /readyz, /control",
     )
     halted: bool = Field(False, description="start in HALT: the kill switch (no new orders)")
     reducing_at_loss_fraction: float = Field(
@@ -191,7 +213,9 @@ class RiskSettings(RiskLimits):
 
 
 class ExecutionSettings(_Section):
-    http_port: int = Field(8084, ge=1, le=65535, description="TCP port of /metrics, /healthz, /readyz")
+    http_port: int = Field(
+        EXECUTION_ENGINE.http_port, ge=1, le=65535, description="TCP port of /metrics, /healthz, /readyz"
+    )
     db_path: Path = Field(Path("var/execution.sqlite"), description="SQLite file of the order state")
     rate_limit_per_min: int = Field(200, gt=0, description="broker requests per minute, client-side limit")
     request_timeout_s: float = Field(10.0, gt=0, description="seconds: timeout of one broker request")
@@ -211,7 +235,9 @@ class ExecutionSettings(_Section):
 
 class SimSettings(_Section):
     host: str = Field("127.0.0.1", description="address the simulator listens on and services reach it at")
-    port: int = Field(8090, ge=0, le=65535, description="TCP port of the simulator's REST and websockets")
+    port: int = Field(
+        SIM.http_port, ge=0, le=65535, description="TCP port of the simulator's REST and websockets"
+    )
     seed: int = Field(42, description="random seed of the simulated prices")
     tick_rate: float = Field(20.0, gt=0, description="ticks per second per symbol")
     initial_cash: float = Field(100_000, gt=0, description="dollars in the simulated account at start")

@@ -2,8 +2,9 @@
 
 alpaca-py's own transport is unsafe for orders (see docs/execution.md): it passes no timeout
 to ``requests`` (a call can hang forever) and it silently retries 429/504 — including
-``POST /v2/orders`` — with fixed 3 s sleeps. Here the SDK's retries are switched off and a
-timeout adapter is mounted on its session, so this policy alone decides:
+``POST /v2/orders`` — with fixed 3 s sleeps. The client comes from the broker layer
+(``tradingsystem.broker``) with the SDK's retries off and a timeout on every request, so this
+policy alone decides:
 
 * transport errors, timeouts, 5xx and 429 are retried with exponential backoff and jitter
   (429 honours ``Retry-After``); any other 4xx is final and never retried;
@@ -25,18 +26,16 @@ from typing import Any, TypeVar
 
 import requests
 from alpaca.common.exceptions import APIError
-from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, QueryOrderStatus
 from alpaca.trading.enums import TimeInForce as AlpacaTIF
 from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
-from requests.adapters import HTTPAdapter
 
-from tradingsystem.common.config import Mode, Settings
+from tradingsystem.broker import trading_client
+from tradingsystem.common.config import Settings
 from tradingsystem.common.metrics import BROKER_ERRORS, BROKER_LATENCY, BROKER_REQUESTS
 from tradingsystem.common.wire import OrderType
 from tradingsystem.execution.orders import Order
 from tradingsystem.execution.ratelimit import RequestLimiter
-from tradingsystem.sim.auth import DEFAULT_KEY_ID, DEFAULT_SECRET
 
 log = logging.getLogger(__name__)
 
@@ -64,35 +63,6 @@ class _Transient(Exception):
         self.label = label
         self.ambiguous = ambiguous  # the request may have taken effect at the broker
         self.retry_after = retry_after
-
-
-class _TimeoutAdapter(HTTPAdapter):
-    """Applies a default (connect, read) timeout: alpaca-py passes none to ``requests``."""
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__(max_retries=0)
-        self._timeout = timeout
-
-    def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self._timeout
-        return super().send(request, **kwargs)
-
-
-def credentials(settings: Settings) -> tuple[str, str]:
-    a = settings.alpaca
-    if a.api_key is not None and a.secret_key is not None:
-        return a.api_key.get_secret_value(), a.secret_key.get_secret_value()
-    if settings.mode is Mode.SIM:
-        return DEFAULT_KEY_ID, DEFAULT_SECRET
-    raise ValueError("no Alpaca credentials configured")
-
-
-def trading_url(settings: Settings) -> str | None:
-    """REST base URL; None lets alpaca-py pick its paper/live default."""
-    if settings.alpaca.trading_url:
-        return settings.alpaca.trading_url
-    return settings.sim_base_url() if settings.mode is Mode.SIM else None
 
 
 def _error_body(exc: APIError) -> tuple[int | None, str]:
@@ -124,18 +94,7 @@ class Broker:
         bucket: RequestLimiter | None = None,
     ) -> None:
         ex = settings.execution
-        key, secret = credentials(settings)
-        self._client = TradingClient(
-            key,
-            secret,
-            paper=settings.mode is not Mode.LIVE,
-            raw_data=True,
-            url_override=trading_url(settings),
-        )
-        self._client._retry = 0  # the SDK must not retry POSTs behind our back
-        adapter = _TimeoutAdapter(ex.request_timeout_s)
-        self._client._session.mount("http://", adapter)
-        self._client._session.mount("https://", adapter)
+        self._client = trading_client(settings, ex.request_timeout_s)
         self._bucket = bucket or RequestLimiter(ex.rate_limit_per_min)
         self._sleep = sleep
         self._max_attempts = ex.max_attempts

@@ -28,8 +28,9 @@ from typing import Any
 
 from alpaca.trading.stream import TradingStream
 
+from tradingsystem.broker import credentials, paper, trading_stream_url
 from tradingsystem.common.bus import CurveKeys, Publisher, Subscriber, load_curve
-from tradingsystem.common.config import Mode, Settings
+from tradingsystem.common.config import Settings
 from tradingsystem.common.metrics import (
     FILLS,
     MESSAGES_DROPPED,
@@ -41,6 +42,7 @@ from tradingsystem.common.metrics import (
     TICK_TO_ORDER_LATENCY,
 )
 from tradingsystem.common.runtime import Health, HttpEndpoint, install_signal_handlers, setup_logging
+from tradingsystem.common.services import EXECUTION_ENGINE, RISK_MANAGER
 from tradingsystem.common.wire import (
     TOPIC_ORDER,
     ExecutionReport,
@@ -49,23 +51,15 @@ from tradingsystem.common.wire import (
     WireError,
     now_ns,
 )
-from tradingsystem.execution.broker import Broker, BrokerOrder, Rejected, Unavailable, credentials
+from tradingsystem.execution.broker import Broker, BrokerOrder, Rejected, Unavailable
 from tradingsystem.execution.orders import Fill, Order
 from tradingsystem.execution.store import OrderStore
 
 log = logging.getLogger(__name__)
 
-SERVICE = "execution-engine"
-RISK_SERVICE = "risk-manager"
+SERVICE = EXECUTION_ENGINE.name
+RISK_SERVICE = RISK_MANAGER.name
 _POLL_MS = 10  # bus loop wake-up: bounds report publishing delay and stop latency
-
-
-def trading_stream_url(settings: Settings) -> str | None:
-    if settings.alpaca.trading_stream_url:
-        return settings.alpaca.trading_stream_url
-    if settings.mode is Mode.SIM:
-        return f"ws://{settings.sim.host}:{settings.sim.port}/stream"
-    return None
 
 
 class _Stream(TradingStream):
@@ -213,7 +207,7 @@ class Engine:
             lambda: self._work.put(("reconcile", None)),
             api_key=key,
             secret_key=secret,
-            paper=self.settings.mode is not Mode.LIVE,
+            paper=paper(self.settings),
             raw_data=True,
             url_override=trading_stream_url(self.settings),
         )

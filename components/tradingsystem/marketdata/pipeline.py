@@ -14,11 +14,12 @@ from typing import Any, TypeVar
 from tradingsystem.common import wire
 from tradingsystem.common.config import Mode, Settings
 from tradingsystem.common.metrics import LAST_TICK_TIMESTAMP, MESSAGES_DROPPED
+from tradingsystem.common.services import MARKET_DATA
 from tradingsystem.marketdata import convert
 from tradingsystem.marketdata.bars import BarAggregator
 from tradingsystem.marketdata.validation import DropReason, TickValidator
 
-SERVICE = "market-data"
+SERVICE = MARKET_DATA.name
 
 log = logging.getLogger(__name__)
 

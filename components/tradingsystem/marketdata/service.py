@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tradingsystem.broker import credentials, data_stream_url
 from tradingsystem.common import wire
 from tradingsystem.common.bus import Publisher, load_curve
-from tradingsystem.common.config import Mode, Settings
+from tradingsystem.common.config import Settings
 from tradingsystem.common.metrics import MESSAGES_OUT, TICKS
 from tradingsystem.common.runtime import (
     BackgroundLoop,
@@ -28,28 +29,10 @@ from tradingsystem.common.runtime import (
 from tradingsystem.marketdata.backoff import Backoff
 from tradingsystem.marketdata.pipeline import SERVICE, Tick, TickPipeline
 from tradingsystem.marketdata.stream import AlpacaStream
-from tradingsystem.sim.auth import DEFAULT_KEY_ID, DEFAULT_SECRET
 
 _TIMER_S = 0.1  # granularity of heartbeats, bar timers and stop checks
 
 log = logging.getLogger(__name__)
-
-
-def stream_url(settings: Settings) -> str | None:
-    """The websocket URL: the simulator's in sim mode, else an override or alpaca's default."""
-    if settings.mode is Mode.SIM:
-        base = settings.sim_base_url().replace("http://", "ws://", 1)
-        return f"{base}/v2/{settings.alpaca.feed}"
-    return settings.alpaca.data_stream_url or None
-
-
-def alpaca_keys(settings: Settings) -> tuple[str, str]:
-    a = settings.alpaca
-    if a.api_key is not None and a.secret_key is not None:
-        return a.api_key.get_secret_value(), a.secret_key.get_secret_value()
-    if settings.mode is Mode.SIM:
-        return DEFAULT_KEY_ID, DEFAULT_SECRET  # the simulator's default keys: none needed offline
-    raise ValueError("alpaca keys are required outside sim mode")  # config validation prevents this
 
 
 class MarketDataService(BackgroundLoop):
@@ -74,12 +57,12 @@ class MarketDataService(BackgroundLoop):
         s = self.settings
         curve = load_curve(s.bus.curve.keys_dir, SERVICE) if s.bus.curve.enabled else None
         self._pub = Publisher(s.bus.bind_endpoint(s.bus.market_data), service=SERVICE, curve=curve)
-        key, secret = alpaca_keys(s)
+        key, secret = credentials(s)
         stream = AlpacaStream(
             key,
             secret,
             feed=s.alpaca.feed,
-            url=stream_url(s),
+            url=data_stream_url(s),
             backoff=Backoff(s.market_data.reconnect_min_s, s.market_data.reconnect_max_s),
             on_connection=self._on_connection,
         )

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from zoneinfo import ZoneInfo
 
+from tradingsystem.common.money import ZERO, cents, dec
 from tradingsystem.common.wire import (
     Action,
     ControlAction,
@@ -46,7 +47,7 @@ from tradingsystem.common.wire import (
     Trade,
 )
 from tradingsystem.risk.limits import Limits, OrderRate
-from tradingsystem.risk.positions import ZERO, PositionBook, cents, dec
+from tradingsystem.risk.positions import PositionBook
 
 TRADING_TZ = ZoneInfo("America/New_York")
 TERMINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED})

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from tradingsystem.common.config import RiskSettings
+from tradingsystem.common.money import dec
 from tradingsystem.common.window import SlidingWindow
-from tradingsystem.risk.positions import dec
 
 WINDOW_NS = 60 * 1_000_000_000  # orders-per-minute window
 

@@ -20,17 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-ZERO = Decimal(0)
-CENT = Decimal("0.01")
-
-
-def dec(x: float) -> Decimal:
-    """The decimal a float was written as (``0.1`` -> ``Decimal('0.1')``)."""
-    return Decimal(str(x))
-
-
-def cents(x: Decimal) -> Decimal:
-    return x.quantize(CENT)
+from tradingsystem.common.money import ZERO
 
 
 @dataclass(slots=True)

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tradingsystem.common.config import Mode, Settings
+from tradingsystem.broker import trading_client
+from tradingsystem.common.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +39,8 @@ def parse_position(row: dict[str, Any]) -> BrokerPosition:
 
 
 def alpaca_positions(settings: Settings) -> PositionSource:
-    from alpaca.trading.client import TradingClient
-
-    from tradingsystem.execution.broker import credentials, trading_url
-
     # The same account and URL as the execution engine (simulator, paper or live by mode).
-    key, secret = credentials(settings)
-    client = TradingClient(
-        key, secret, paper=settings.mode is not Mode.LIVE, raw_data=True, url_override=trading_url(settings)
-    )
+    client = trading_client(settings, settings.execution.request_timeout_s)
 
     def fetch() -> list[BrokerPosition]:
         rows = client.get_all_positions()

@@ -21,6 +21,7 @@ from tradingsystem.common import metrics as m
 from tradingsystem.common.bus import CurveKeys, Publisher, Subscriber, WireError, load_curve
 from tradingsystem.common.config import Settings
 from tradingsystem.common.runtime import Health, HttpEndpoint, install_signal_handlers, setup_logging
+from tradingsystem.common.services import EXECUTION_ENGINE, MARKET_DATA, RISK_MANAGER, SIGNAL_BRIDGE
 from tradingsystem.common.wire import (
     TOPIC_EXEC,
     TOPIC_QUOTE,
@@ -42,7 +43,7 @@ from tradingsystem.risk.engine import RiskEngine
 from tradingsystem.risk.limits import Limits
 from tradingsystem.risk.reconcile import PositionSource, alpaca_positions, fetch_with_retry
 
-SERVICE = "risk-manager"
+SERVICE = RISK_MANAGER.name
 POLL_MS = 100
 MAX_BATCH = 256  # messages drained per socket before looking at the others again
 log = logging.getLogger(__name__)
@@ -114,9 +115,9 @@ class RiskService:
                 return 0 if stop.is_set() else 1
             pub = Publisher(bus.bind_endpoint(bus.risk), service=SERVICE, curve=self._curve())
             subs = [
-                Subscriber(bus.signals, [TOPIC_SIGNAL], curve=self._curve("signal-bridge")),
-                Subscriber(bus.execution, [TOPIC_EXEC], curve=self._curve("execution-engine")),
-                Subscriber(bus.market_data, [TOPIC_QUOTE, TOPIC_TRADE], curve=self._curve("market-data")),
+                Subscriber(bus.signals, [TOPIC_SIGNAL], curve=self._curve(SIGNAL_BRIDGE.name)),
+                Subscriber(bus.execution, [TOPIC_EXEC], curve=self._curve(EXECUTION_ENGINE.name)),
+                Subscriber(bus.market_data, [TOPIC_QUOTE, TOPIC_TRADE], curve=self._curve(MARKET_DATA.name)),
             ]
             poller = zmq.Poller()
             for sub in subs:

@@ -31,12 +31,13 @@ from tradingsystem.common.runtime import (
     install_signal_handlers,
     setup_logging,
 )
+from tradingsystem.common.services import MARKET_DATA, SIGNAL_BRIDGE
 from tradingsystem.signals.engine import SignalEngine, available_features
 from tradingsystem.signals.model import LinearModel, ModelError
 from tradingsystem.signals.strategies import StrategyConfigError, StrategyFactory
 from tradingsystem.signals.warmup import warm
 
-SERVICE = "signal-bridge"
+SERVICE = SIGNAL_BRIDGE.name
 _SOURCE_PREFIX = {"trades": wire.TOPIC_TRADE, "quotes": wire.TOPIC_QUOTE, "bars": wire.TOPIC_BAR}
 _POLL_MS = 100  # bounds the reaction time to stop and the heartbeat jitter
 _BATCH = 512  # messages handled per wakeup, bounding the delay of heartbeats and readiness
@@ -76,7 +77,7 @@ class SignalService(BackgroundLoop):
         sub = Subscriber(
             s.bus.market_data,
             (_SOURCE_PREFIX[s.signals.source] + b".", wire.TOPIC_HEARTBEAT),
-            curve=load_curve(curve.keys_dir, SERVICE, server="market-data") if curve.enabled else None,
+            curve=load_curve(curve.keys_dir, SERVICE, server=MARKET_DATA.name) if curve.enabled else None,
         )
         pub = Publisher(
             s.bus.bind_endpoint(s.bus.signals),

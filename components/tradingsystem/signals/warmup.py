@@ -7,34 +7,23 @@ needed to produce them.
 
 from __future__ import annotations
 
-import functools
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alpaca.common.enums import Sort
 from alpaca.data.enums import DataFeed
-from alpaca.data.historical.stock import StockHistoricalDataClient
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 
-from tradingsystem.common.config import Mode, Settings
-from tradingsystem.marketdata.service import alpaca_keys
+from tradingsystem.broker import historical_data_client
+from tradingsystem.common.config import Settings
 from tradingsystem.signals.engine import SignalEngine
 
 log = logging.getLogger(__name__)
 
 LOOKBACK = timedelta(days=7)  # covers weekends and holidays before the last N minute bars
 REQUEST_TIMEOUT_S = 10.0
-
-
-def _client(settings: Settings) -> StockHistoricalDataClient:
-    key, secret = alpaca_keys(settings)
-    url = settings.sim_base_url() if settings.mode is Mode.SIM else (settings.alpaca.data_url or None)
-    client = StockHistoricalDataClient(key, secret, raw_data=True, url_override=url)
-    # alpaca-py passes no timeout to requests, so a stalled server would block the start forever.
-    client._session.request = functools.partial(client._session.request, timeout=REQUEST_TIMEOUT_S)  # type: ignore[method-assign]
-    return client
 
 
 def fetch_bars(settings: Settings, symbol: str, count: int) -> list[dict[str, Any]]:
@@ -47,7 +36,8 @@ def fetch_bars(settings: Settings, symbol: str, count: int) -> list[dict[str, An
         sort=Sort.DESC,
         feed=DataFeed(settings.alpaca.feed),
     )
-    raw = _client(settings).get_stock_bars(req)
+    # A stalled server must not block the start: the client has a timeout on every request.
+    raw = historical_data_client(settings, REQUEST_TIMEOUT_S).get_stock_bars(req)
     bars = raw.get(symbol, []) if isinstance(raw, dict) else []
     return list(reversed(bars))
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass, field
 
-DEFAULT_KEY_ID = "SIMKEY"
-DEFAULT_SECRET = "SIMSECRET"
+from tradingsystem.broker import SIM_KEY_ID as DEFAULT_KEY_ID
+from tradingsystem.broker import SIM_SECRET as DEFAULT_SECRET
 
 
 @dataclass(frozen=True)

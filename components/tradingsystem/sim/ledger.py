@@ -27,12 +27,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import ROUND_DOWN, ROUND_UP, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any
 
+from tradingsystem.common.money import CENT, positive
+from tradingsystem.common.money import alpaca_str as num
 from tradingsystem.sim import account as acct
 from tradingsystem.sim.account import AccountConfig
-from tradingsystem.sim.prices import CENT
 from tradingsystem.sim.session import (
     SessionModel,
     clock,
@@ -79,13 +80,6 @@ def rfc3339(ns: int | None) -> str | None:
         return None
     dt = datetime.fromtimestamp(ns // 1_000_000_000, UTC).replace(microsecond=(ns // 1000) % 1_000_000)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def num(d: Decimal | None) -> str | None:
-    """Alpaca sends numbers as strings; integral values without a fraction ("5", not "5.0")."""
-    if d is None:
-        return None
-    return str(d.quantize(Decimal(1))) if d == d.to_integral_value() else str(d.normalize())
 
 
 @dataclass(slots=True)
@@ -372,12 +366,9 @@ def _decimal(body: dict[str, Any], key: str, label: str | None = None) -> Decima
     if raw is None or raw == "":
         return None
     try:
-        value = Decimal(str(raw))
-    except InvalidOperation:
-        raise SimError(422, CODE_INVALID, f"invalid {name}") from None
-    if not value.is_finite() or value <= 0:
-        raise SimError(422, CODE_INVALID, f"{name} must be > 0")
-    return value
+        return positive(raw, name)
+    except ValueError as exc:
+        raise SimError(422, CODE_INVALID, str(exc)) from None
 
 
 def _cents(price: Decimal | None, name: str) -> Decimal | None:

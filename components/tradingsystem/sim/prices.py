@@ -21,10 +21,11 @@ import math
 import random
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 
-CENT = Decimal("0.01")
+from tradingsystem.common.money import CENT, cents
+
 # Annualised drift/vol of the GBM; one step is treated as one second of trading.
 DRIFT = 0.05
 VOLATILITY = 0.30
@@ -52,10 +53,6 @@ class Tick:
     volume: int | None = None
     trade_count: int | None = None
     vwap: Decimal | None = None
-
-
-def cents(x: float | Decimal) -> Decimal:
-    return Decimal(str(x)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def symbol_seed(seed: int, symbol: str) -> int:

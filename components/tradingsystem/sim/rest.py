@@ -15,13 +15,14 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from tradingsystem.common.money import CENT, positive
 from tradingsystem.sim.ledger import CODE_INVALID, CODE_NOT_FOUND, Position, SimError, num, rfc3339
-from tradingsystem.sim.prices import CENT, Tick
+from tradingsystem.sim.prices import Tick
 from tradingsystem.sim.session import clock
 from tradingsystem.sim.streams import tick_message
 
@@ -285,11 +286,11 @@ def _position(sim: Simulator, p: Position) -> dict[str, Any]:
         "qty_available": num(_qty_available(sim, p)),
         "avg_entry_price": num(p.avg_entry_price.quantize(Decimal("0.0001"))),
         "side": "long" if p.qty > 0 else "short",
-        "market_value": num(value.quantize(Decimal("0.01"))),
-        "cost_basis": num(cost.quantize(Decimal("0.01"))),
-        "unrealized_pl": num(pl.quantize(Decimal("0.01"))),
+        "market_value": num(value.quantize(CENT)),
+        "cost_basis": num(cost.quantize(CENT)),
+        "unrealized_pl": num(pl.quantize(CENT)),
         "unrealized_plpc": num((pl / abs(cost)).quantize(Decimal("0.0001"))) if cost else "0",
-        "unrealized_intraday_pl": num(pl.quantize(Decimal("0.01"))),
+        "unrealized_intraday_pl": num(pl.quantize(CENT)),
         "unrealized_intraday_plpc": num((pl / abs(cost)).quantize(Decimal("0.0001"))) if cost else "0",
         "current_price": num(mark.quantize(Decimal("0.0001"))),
         "lastday_price": num(mark.quantize(Decimal("0.0001"))),
@@ -338,12 +339,9 @@ def _query_decimal(request: web.Request, name: str) -> Decimal | None:
     if not raw:
         return None
     try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise SimError(422, CODE_INVALID, f"invalid {name}") from None
-    if value <= 0:
-        raise SimError(422, CODE_INVALID, f"{name} must be > 0")
-    return value
+        return positive(raw, name)
+    except ValueError as exc:
+        raise SimError(422, CODE_INVALID, str(exc)) from None
 
 
 def _time_param(raw: str | None) -> int | None:
