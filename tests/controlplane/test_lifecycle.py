@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tradingsystem_operator.controlplane import ControlPlane
+from tradingsystem_testing.controlplane import ControlPlane
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -106,7 +106,7 @@ def test_components_die_with_a_killed_parent() -> None:
     """SIGKILL (or os._exit from a timeout) skips every cleanup; PDEATHSIG must still stop the components."""
     script = (
         "import time\n"
-        "from tradingsystem_operator.controlplane import ControlPlane\n"
+        "from tradingsystem_testing.controlplane import ControlPlane\n"
         "cp = ControlPlane(controller_manager=False).start()\n"
         "print('DIR', cp.dir, flush=True)\n"
         "time.sleep(300)\n"

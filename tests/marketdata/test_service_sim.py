@@ -5,7 +5,6 @@ Only Alpaca's servers are replaced (by our simulator); alpaca-py, validation and
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -16,7 +15,8 @@ from tradingsystem.common.bus import Subscriber
 from tradingsystem.common.config import BusSettings, MarketDataSettings, Settings, SimSettings
 from tradingsystem.common.runtime import Health
 from tradingsystem.marketdata.service import SERVICE, MarketDataService, stream_url
-from tradingsystem.sim.server import SimulatorThread
+from tradingsystem_testing import eventually, free_port
+from tradingsystem_testing.sim import SimulatorThread
 
 SYMBOLS = ["AAPL", "MSFT"]
 INVALID = ("bad_price", "crossed_quote", "bad_bar")
@@ -43,21 +43,19 @@ class Tap:
         self.got: list[wire.Msg] = []
 
     def drain_until(self, cond: Callable[[], bool], timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.sub.sock.poll(50):
-                while self.sub.sock.poll(0):
-                    self.got.append(self.sub.recv().msg)
-            if cond():
-                return
-        raise AssertionError("condition not met in time")
+        eventually(cond, "the condition", timeout=timeout, every=0, tick=self._drain)
+
+    def _drain(self) -> None:
+        if self.sub.sock.poll(50):
+            while self.sub.sock.poll(0):
+                self.got.append(self.sub.recv().msg)
 
     def ticks(self) -> list[wire.Trade | wire.Quote | wire.Bar]:
         return [m for m in self.got if isinstance(m, wire.Trade | wire.Quote | wire.Bar)]
 
 
 @pytest.fixture
-def pipeline(free_port: Callable[[], int]) -> Iterator[tuple[SimulatorThread, MarketDataService, Tap]]:
+def pipeline() -> Iterator[tuple[SimulatorThread, MarketDataService, Tap]]:
     with SimulatorThread(SYMBOLS, tick_rate=50, bar_every=20) as sim:
         settings = Settings(
             symbols=SYMBOLS,
@@ -121,7 +119,7 @@ def test_reconnects_after_the_server_closes_the_stream(
 
 
 def test_rejected_keys_keep_it_unready_and_secrets_out_of_logs(
-    free_port: Callable[[], int], caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     secret = "WRONG-SECRET-d41d8cd9"
     with SimulatorThread(SYMBOLS, tick_rate=50) as sim:
