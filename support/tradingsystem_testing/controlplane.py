@@ -1,8 +1,7 @@
 """A real Kubernetes control plane (etcd + kube-apiserver [+ kube-controller-manager]) on loopback.
 
-Used by the test suite (one per pytest session), the operator benchmark and ``tradingsystem-dev
-dev-cluster``.
-It starts the binaries the way controller-runtime's envtest does: free 127.0.0.1 ports, a temporary
+Used by the test suite (one per pytest session), the operator benchmark and
+``tradingsystem-dev dev-cluster``. It starts the binaries the way controller-runtime's envtest does: free 127.0.0.1 ports, a temporary
 data directory, generated certificates (CA, one serving certificate, an admin client certificate in
 ``system:masters`` and a service-account key pair) and RBAC authorization, so permission tests mean
 something. Every process runs in its own process group and is stopped (TERM, then KILL) by ``stop()``,
@@ -586,7 +585,7 @@ class ControlPlane:
 
 
 def run_dev_cluster(*, controller_manager: bool = True, prometheus_crds: bool = True) -> int:
-    """``tradingsystem-operator dev-cluster``: start, print ``export KUBECONFIG=…``, run until stopped."""
+    """``tradingsystem-dev dev-cluster``: start, print ``export KUBECONFIG=…``, run until stopped."""
     stop = threading.Event()
     # Ctrl-C and SIGTERM only set a flag: an interrupt raised mid-start or mid-print would skip
     # the orderly shutdown. A stop requested during start takes effect once start completes.

@@ -21,6 +21,7 @@ Ignore = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
 DEFAULT_TIMEOUT_S = 60.0  # reached only when something is broken
 DEFAULT_EVERY_S = 0.05
+DEFAULT_EVERY_ASYNC_S = 0.2  # async probes are API round trips
 
 
 class WaitTimeout(AssertionError):
@@ -48,9 +49,10 @@ def eventually(
 ) -> T:
     """Call ``probe`` until it returns something truthy, and return that.
 
-    ``tick`` runs before every probe (e.g. publish a heartbeat so a subscriber connects); an
-    exception ``ignore`` matches counts as "not yet", any other propagates. The probe runs at least once and once more after
-    the deadline; then ``WaitTimeout`` names ``what``, the last value and ``detail()`` (a log tail).
+    ``tick`` runs before every probe (e.g. publish a heartbeat so a subscriber connects). An
+    exception ``ignore`` matches counts as "not yet"; any other propagates. The probe runs at least
+    once, the last time after the deadline; then ``WaitTimeout`` names ``what``, the last value and
+    ``detail()`` (e.g. a log tail).
     """
     deadline = time.monotonic() + timeout
     last: object = None
@@ -77,7 +79,7 @@ async def eventually_async(
     what: str,
     *,
     timeout: float = DEFAULT_TIMEOUT_S,
-    every: float = 0.2,
+    every: float = DEFAULT_EVERY_ASYNC_S,
     ignore: Ignore = (),
     detail: Callable[[], str] | None = None,
 ) -> T:
