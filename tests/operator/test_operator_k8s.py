@@ -261,7 +261,7 @@ async def test_missing_secret_is_reported_and_nothing_is_applied_until_it_exists
     )
     await cluster.core.create_namespaced_secret(cluster.ns, secret)
     await eventually(
-        lambda: cluster.deployment("nokeys-market-data"), "children after the Secret appears", 60
+        lambda: cluster.deployment("nokeys-market-data"), "children after the Secret appears", timeout=60
     )
     await eventually(lambda: _cond_status(cluster, "nokeys", "Degraded", "False"), "Degraded cleared")
 
