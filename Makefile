@@ -42,8 +42,8 @@ unit: install ## fast tests only (no control plane, no processes)
 bench: install ## benchmarks, printed as tables
 	$(BIN)/python -m bench
 
-dev-cluster: install control-plane ## start etcd + kube-apiserver + controller-manager for kubectl
-	$(BIN)/tradingsystem-operator dev-cluster
+dev-cluster: install control-plane ## start etcd + kube-apiserver + controller-manager for kubectl (Ctrl-C stops)
+	$(BIN)/tradingsystem-dev dev-cluster
 
 clean: ## remove the venv and caches (not the control-plane binaries)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis var

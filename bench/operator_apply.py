@@ -31,8 +31,9 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.table import render
-from tradingsystem_operator.controlplane import ControlPlane
-from tradingsystem_operator.process import operator_process
+from tradingsystem_testing import eventually
+from tradingsystem_testing.controlplane import ControlPlane
+from tradingsystem_testing.process import operator_process
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD_FILE = ROOT / "crds" / "tradingsystems.yaml"
@@ -173,11 +174,12 @@ def measure(cp: ControlPlane, n: int, *, resync_s: float, idle_s: float, log: Pa
         # Clean up while the operator runs (it removes its finalizer), and wait until it is done,
         # so the namespace controller's deletes do not land in the next size's idle window.
         cp.request("DELETE", f"/api/v1/namespaces/{ns}")
-        deadline = time.monotonic() + 120
-        while cp.request("GET", f"/api/v1/namespaces/{ns}")[0] != 404:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"namespace {ns} not deleted within 120 s")
-            time.sleep(0.5)
+        eventually(
+            lambda: cp.request("GET", f"/api/v1/namespaces/{ns}")[0] == 404,
+            f"namespace {ns} to be deleted",
+            timeout=120,
+            every=0.5,
+        )
     return Result(n, latencies, rss, idle_s, idle_writes, idle_passes)
 
 

@@ -32,7 +32,6 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import time
 import urllib.request
@@ -50,6 +49,7 @@ from tradingsystem.common.bus import Publisher, Subscriber
 from tradingsystem.common.config import Settings
 from tradingsystem.common.services import PIPELINE
 from tradingsystem.supervisor import Pipeline, get_json, scrape, settings_yaml, total
+from tradingsystem_testing import eventually, free_port
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN"]
 TICK_STEP = 1e-5  # relative price step of the triangle wave: far inside the risk price band
@@ -73,12 +73,6 @@ QUICK = Config(seconds=3.0, ladder=(10_000, 30_000, 100_000), ladder_seconds=1.0
 
 
 # --- helpers --------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def percentiles_us(samples_ns: list[int]) -> tuple[float | str, ...]:
     """p50, p99, p999 in microseconds from raw samples (linear interpolation)."""
     if not samples_ns:
@@ -191,16 +185,19 @@ def _start(pipe: Pipeline, name: str, feed_pub: Publisher) -> None:
 
 def _wait_signal_bridge(pipe: Pipeline, pub: Publisher, timeout: float = 30.0) -> None:
     """signal-bridge is ready once it hears its upstream: keep heartbeating until then."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pub.heartbeat(every=0.05)
-        if get_json(pipe.url("signal-bridge", "/readyz"), timeout=1.0)[0] == 200:
-            return
+
+    def ready() -> bool:
         proc = pipe.procs["signal-bridge"]
         if proc.poll() is not None:
             raise RuntimeError(f"signal-bridge exited with {proc.returncode}; see {pipe.workdir}")
-        time.sleep(0.05)
-    raise TimeoutError(f"signal-bridge not ready after {timeout:.0f}s; see {pipe.workdir}")
+        return get_json(pipe.url("signal-bridge", "/readyz"), timeout=1.0)[0] == 200
+
+    eventually(
+        ready,
+        f"signal-bridge ready (see {pipe.workdir})",
+        timeout=timeout,
+        tick=lambda: pub.heartbeat(every=0.05),
+    )
 
 
 # --- latency ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio import client
 
-from tradingsystem_operator.controlplane import ControlPlane
+from tradingsystem_testing.controlplane import ControlPlane
 
 _K8S_FIXTURES = {"control_plane", "kubeconfig", "k8s_api", "prometheus_crds", "namespace"}
 

@@ -21,12 +21,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="kopf liveness endpoint ('' = off)",
     )
     run.add_argument("--verbose", action="store_true", help="debug logging")
-    dev = sub.add_parser(
-        "dev-cluster",
-        help="start etcd + kube-apiserver + kube-controller-manager on 127.0.0.1 until Ctrl-C",
-    )
-    dev.add_argument("--no-controller-manager", action="store_true", help="etcd + kube-apiserver only")
-    dev.add_argument("--no-prometheus-crds", action="store_true", help="skip the ServiceMonitor/... CRDs")
     return parser
 
 
@@ -40,12 +34,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics_port=args.metrics_port,
             liveness=args.liveness or None,
             verbose=args.verbose,
-        )
-    if args.command == "dev-cluster":
-        from tradingsystem_operator.controlplane import run_dev_cluster  # lazy: --help stays instant
-
-        return run_dev_cluster(
-            controller_manager=not args.no_controller_manager, prometheus_crds=not args.no_prometheus_crds
         )
     raise AssertionError(f"unhandled command {args.command}")
 

@@ -13,7 +13,7 @@ import yaml
 
 from tradingsystem.cli import main
 from tradingsystem.sim.auth import DEFAULT_KEY_ID, DEFAULT_SECRET
-from tradingsystem.sim.server import SimulatorThread
+from tradingsystem_testing.sim import SimulatorThread
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "backtest"
 DATA, CONFIG = EXAMPLES / "daily-bars.csv", EXAMPLES / "config.yaml"

@@ -14,7 +14,7 @@ from tradingsystem.backtest.data import DataError, load_alpaca, load_csv, parse_
 from tradingsystem.common import wire
 from tradingsystem.risk.engine import TRADING_TZ
 from tradingsystem.sim.auth import DEFAULT_KEY_ID, DEFAULT_SECRET
-from tradingsystem.sim.server import SimulatorThread
+from tradingsystem_testing.sim import SimulatorThread
 
 DAY_NS = 86_400 * 1_000_000_000
 

@@ -21,7 +21,7 @@ import pytest
 from parity_data import placeholder, sequence
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))
-from e2e_helpers import pipeline_settings, post_json, running_pipeline, wait_for
+from e2e_helpers import pipeline_settings, post_json, running_pipeline
 
 from tradingsystem.backtest.core import BacktestInputs
 from tradingsystem.backtest.data import load_csv
@@ -29,6 +29,7 @@ from tradingsystem.backtest.runner import run_backtest
 from tradingsystem.common import wire
 from tradingsystem.common.bus import Subscriber
 from tradingsystem.supervisor import get_json
+from tradingsystem_testing import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -99,7 +100,9 @@ def test_the_live_pipeline_and_the_backtest_make_the_same_orders(tmp_path: Path,
             status, _ = post_json(p.url("sim", "/_sim/reset"), {})
             assert status == 200
             live = _decisions_live(sub, len(expected), deadline_s=180)
-            wait_for("the replay to finish", lambda: get_json(p.url("sim", "/_sim/status"))[1]["replay_done"])
+            eventually(
+                lambda: get_json(p.url("sim", "/_sim/status"))[1]["replay_done"], "the replay to finish"
+            )
         finally:
             sub.sock.close(linger=0)
     assert live == expected

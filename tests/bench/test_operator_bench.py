@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench import operator_apply
-from tradingsystem_operator.controlplane import ControlPlane
+from tradingsystem_testing.controlplane import ControlPlane
 
 pytestmark = pytest.mark.k8s
 

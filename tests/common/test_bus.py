@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -12,25 +10,19 @@ import zmq.auth
 
 from tradingsystem.common import wire
 from tradingsystem.common.bus import CurveKeys, Publisher, Subscriber, gen_curve_keypair
+from tradingsystem_testing import eventually, free_port
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _connected(pub: Publisher, sub: Subscriber, timeout: float = 5.0) -> None:
+def _connected(pub: Publisher, sub: Subscriber) -> None:
     """PUB/SUB drops messages until the subscription propagates: probe with heartbeats."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pub.publish(wire.Heartbeat(service="probe"))
-        if sub.sock.poll(50):
-            sub.recv()
-            while sub.sock.poll(0):
-                sub.recv()
-            return
-    raise AssertionError("subscriber never connected")
+    eventually(
+        lambda: sub.sock.poll(50),
+        "the subscriber to connect",
+        every=0,
+        tick=lambda: pub.publish(wire.Heartbeat(service="probe")),
+    )
+    while sub.sock.poll(0):
+        sub.recv()
 
 
 def test_sequence_numbers_are_per_topic_and_gaps_are_detected() -> None:

@@ -9,7 +9,7 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .conftest import eventually
+from tradingsystem_testing import eventually_async
 
 CEL_MESSAGE = "minReplicas must not exceed maxReplicas"
 APPLY = "application/apply-patch+yaml"
@@ -78,7 +78,7 @@ async def test_cel_rule_refuses_invalid_object_with_its_message(
             got = await ext.read_custom_resource_definition(crd["metadata"]["name"])
             return any(c.type == "Established" and c.status == "True" for c in got.status.conditions or [])
 
-        await eventually(established, timeout=30, what="CRD Established")
+        await eventually_async(established, "CRD Established", timeout=30)
 
         async def valid_accepted() -> bool:
             try:
@@ -91,7 +91,7 @@ async def test_cel_rule_refuses_invalid_object_with_its_message(
                 raise
             return True
 
-        await eventually(valid_accepted, timeout=30, what="a valid Widget accepted")
+        await eventually_async(valid_accepted, "a valid Widget accepted", timeout=30)
 
         with pytest.raises(ApiException) as refused:
             await custom.create_namespaced_custom_object(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from kubernetes_asyncio import client, watch
 
-from .conftest import eventually, is_gone
+from tradingsystem_testing import eventually_async
+from tradingsystem_testing.k8s import is_gone
 
 
 async def test_deleting_owner_garbage_collects_child(k8s_api: client.ApiClient, namespace: str) -> None:
@@ -19,10 +20,10 @@ async def test_deleting_owner_garbage_collects_child(k8s_api: client.ApiClient, 
 
     await core.delete_namespaced_config_map("owner", namespace)
 
-    await eventually(
+    await eventually_async(
         lambda: is_gone(core.read_namespaced_config_map("child", namespace)),
+        "the child to be garbage-collected",
         timeout=90,
-        what="the child to be garbage-collected",
     )
 
 

@@ -1,19 +1,28 @@
-"""Stopping a control plane, or Ctrl-C on ``dev-cluster``, leaves no process and no data behind."""
+"""Stopping a control plane, or Ctrl-C on ``tradingsystem-dev dev-cluster``, leaves no process and no
+data behind."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import selectors
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from tradingsystem_operator.controlplane import ControlPlane
+from tradingsystem_testing.controlplane import K8S_VERSION, ControlPlane
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -77,17 +86,38 @@ def read_line_with(proc: subprocess.Popen[bytes], prefix: str, timeout: float) -
     pytest.fail(f"no line starting with {prefix!r} within {timeout:.0f}s (exit code {proc.poll()}): {seen!r}")
 
 
-@pytest.mark.k8s
-def test_dev_cluster_prints_kubeconfig_and_cleans_up_on_ctrl_c() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tradingsystem_operator.main", "dev-cluster", "--no-prometheus-crds"],
-        stdout=subprocess.PIPE,
+def apiserver_version(kubeconfig: Path) -> dict[str, Any]:
+    """GET /version as the kubeconfig's user: what `kubectl version` asks first."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
+    pem = kubeconfig.parent / "probe"
+    pem.mkdir(exist_ok=True)
+    for name, key in (("ca", "certificate-authority-data"), ("cert", "client-certificate-data")):
+        (pem / name).write_bytes(base64.b64decode(cluster.get(key) or user[key]))
+    (pem / "key").write_bytes(base64.b64decode(user["client-key-data"]))
+    context = ssl.create_default_context(cafile=str(pem / "ca"))
+    context.load_cert_chain(str(pem / "cert"), str(pem / "key"))
+    with urllib.request.urlopen(f"{cluster['server']}/version", context=context, timeout=10) as resp:
+        return dict(json.load(resp))
+
+
+def test_make_dev_cluster_runs_the_dev_cli() -> None:
+    dry_run = subprocess.run(
+        ["make", "-n", "dev-cluster"], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
     )
+    assert dry_run.stdout.splitlines()[-1].endswith("/tradingsystem-dev dev-cluster")
+
+
+@pytest.mark.k8s
+def test_dev_cluster_prints_kubeconfig_answers_and_cleans_up_on_ctrl_c() -> None:
+    dev_cli = Path(sys.executable).with_name("tradingsystem-dev")  # the installed entry point
+    proc = subprocess.Popen([str(dev_cli), "dev-cluster", "--no-prometheus-crds"], stdout=subprocess.PIPE)
     try:
         kubeconfig = Path(read_line_with(proc, "export KUBECONFIG=", 90).removeprefix("export KUBECONFIG="))
         assert kubeconfig.is_file()
         data_dir = str(kubeconfig.parent)
         assert len(processes_mentioning(data_dir)) == 3  # etcd, kube-apiserver, kube-controller-manager
+        assert apiserver_version(kubeconfig)["gitVersion"] == K8S_VERSION
 
         proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers
         assert proc.wait(timeout=60) == 0
@@ -106,7 +136,7 @@ def test_components_die_with_a_killed_parent() -> None:
     """SIGKILL (or os._exit from a timeout) skips every cleanup; PDEATHSIG must still stop the components."""
     script = (
         "import time\n"
-        "from tradingsystem_operator.controlplane import ControlPlane\n"
+        "from tradingsystem_testing.controlplane import ControlPlane\n"
         "cp = ControlPlane(controller_manager=False).start()\n"
         "print('DIR', cp.dir, flush=True)\n"
         "time.sleep(300)\n"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tradingsystem_operator.controlplane import locate_assets
+from tradingsystem_testing.controlplane import locate_assets
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "tradingsystem-operator"

@@ -5,15 +5,7 @@ refused). No kubectl needed: every call goes to the API server directly."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tradingsystem_operator.controlplane import ControlPlane
+from tradingsystem_testing import eventually
+from tradingsystem_testing.controlplane import ControlPlane
+from tradingsystem_testing.process import operator_process
 
 from .conftest import CHART, EXAMPLES, Helm, operator_rules
 from .test_chart import VALUES
@@ -52,16 +46,6 @@ def create_namespace(cp: ControlPlane, prefix: str) -> str:
     status, body = cp.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
     assert status == 201, body
     return name
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 90.0, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    tail = f"\n--- operator log:\n{log.read_text()[-4000:]}" if log else ""
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
 
 
 @dataclass
@@ -101,18 +85,12 @@ def can(
     return bool(body["status"].get("allowed"))
 
 
-def crd_established(cp: ControlPlane, path: str) -> bool:
-    status, crd = cp.request("GET", path)
-    conditions = (crd.get("status") or {}).get("conditions") or [] if status == 200 else []
-    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-
 def install_rendered(cp: ControlPlane, helm: Helm, namespace: str, *values: str) -> Install:
     objs = helm.template("--kube-version", "1.34.4", *values, namespace=namespace)
     crds = [o for o in objs if o["kind"] == "CustomResourceDefinition"]
     for crd in crds:
-        path = resource_path(server_side_apply(cp, crd, namespace), namespace)
-        wait_for(f"{path} Established", functools.partial(crd_established, cp, path), timeout=30)
+        server_side_apply(cp, crd, namespace)
+        cp.wait_crd_established(crd["metadata"]["name"], timeout=30)
     for obj in objs:
         if obj["kind"] != "CustomResourceDefinition":
             server_side_apply(cp, obj, namespace)
@@ -252,33 +230,6 @@ def service_account_kubeconfig(cp: ControlPlane, install: Install, path: Path) -
     return path
 
 
-@contextlib.contextmanager
-def operator_process(install: Install, kubeconfig: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
-    env.update(KUBECONFIG=str(kubeconfig), TRADINGSYSTEM_OPERATOR_RESYNC_S="5")
-    # The chart's container arguments, minus the ports (0/empty: nothing to bind in a test).
-    argv = [
-        sys.executable,
-        "-m",
-        "tradingsystem_operator.main",
-        "run",
-        f"--namespace={install.namespace}",
-        "--metrics-port=0",
-        "--liveness=",
-    ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield proc
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-
-
 def test_operator_reconciles_sim_example_with_the_charts_service_account(
     control_plane: ControlPlane, installed: Install, tmp_path: Path
 ) -> None:
@@ -303,16 +254,20 @@ def test_operator_reconciles_sim_example_with_the_charts_service_account(
         st = ts.get("status", {}) if status == 200 else {}
         return st.get("observedGeneration") == ts["metadata"]["generation"] and bool(st.get("services"))
 
-    with operator_process(
-        installed, service_account_kubeconfig(cp, installed, tmp_path / "sa.kubeconfig"), log
-    ) as op:
+    def operator_log() -> str:
+        return f"\n--- operator log:\n{log.read_text()[-4000:]}"
+
+    kubeconfig = service_account_kubeconfig(cp, installed, tmp_path / "sa.kubeconfig")
+    with operator_process(kubeconfig, ns, log, resync_s=5.0) as op:
         server_side_apply(cp, sim, ns)
-        wait_for(
+        eventually(
+            lambda: op.proc.poll() is not None or reconciled(),
             "the operator to reconcile the sim example",
-            lambda: op.poll() is not None or reconciled(),
-            log=log,
+            timeout=90,
+            every=0.5,
+            detail=operator_log,
         )
-        assert op.poll() is None, log.read_text()
+        assert op.proc.poll() is None, log.read_text()
         # Services start in pipeline order; without a kubelet nothing becomes available, so the
         # operator creates the first Deployment and reports the rest as waiting upstream.
         status_ = cp.request("GET", ts_path)[1]["status"]
@@ -326,8 +281,12 @@ def test_operator_reconciles_sim_example_with_the_charts_service_account(
         # Deleting goes through the operator's finalizer, also under the ServiceAccount.
         status, _ = cp.request("DELETE", ts_path)
         assert status in (200, 202)
-        wait_for(
-            "the TradingSystem to be gone", lambda: cp.request("GET", ts_path)[0] == 404, timeout=60, log=log
+        eventually(
+            lambda: cp.request("GET", ts_path)[0] == 404,
+            "the TradingSystem to be gone",
+            timeout=60,
+            every=0.5,
+            detail=operator_log,
         )
     output = log.read_text()
     assert "Forbidden" not in output, output[-4000:]

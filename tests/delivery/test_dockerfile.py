@@ -155,6 +155,8 @@ def test_build_context_is_an_allow_list(dockerfile: Dockerfile) -> None:
         "tests/conftest.py",
         "var/fills.db",
         "keys/risk.key_secret",
+        "support/pyproject.toml",
+        "support/tradingsystem_testing/controlplane.py",
     ):
         assert not in_build_context(private), f"{private} would be sent to the Docker daemon"
     for cached in (
@@ -162,3 +164,9 @@ def test_build_context_is_an_allow_list(dockerfile: Dockerfile) -> None:
         "tradingsystem.egg-info/PKG-INFO",
     ):
         assert not in_build_context(cached)
+
+
+def test_the_test_and_dev_harness_stays_out_of_the_image(dockerfile: Dockerfile) -> None:
+    # support/ is installed by `make install` only: no COPY names it and the context excludes it.
+    assert not [source for source in context_sources(dockerfile) if source.split("/")[0] == "support"]
+    assert not in_build_context("support/tradingsystem_testing/__init__.py")

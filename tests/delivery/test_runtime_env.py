@@ -178,6 +178,25 @@ def test_operator_entrypoint_starts(image: RuntimeEnv) -> None:
     assert "usage: tradingsystem-operator" in result.stdout
 
 
+def test_operator_help_lists_only_what_the_image_can_run(image: RuntimeEnv) -> None:
+    result = image.exec("tradingsystem-operator", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "dev-cluster" not in result.stdout
+
+
+def test_the_image_holds_no_test_or_dev_harness(image: RuntimeEnv) -> None:
+    harness = (
+        "tradingsystem_testing",
+        "tradingsystem_operator.controlplane",
+        "tradingsystem_operator.process",
+    )
+    code = f"import importlib.util as u; print([n for n in {harness!r} if u.find_spec(n)])"
+    result = image.exec("python", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    assert not (image.root / "opt" / "venv" / "bin" / "tradingsystem-dev").exists()
+
+
 def test_the_image_runs_the_installed_wheel_not_the_checkout(image: RuntimeEnv) -> None:
     code = (
         "import tradingsystem, tradingsystem_operator as o; print(tradingsystem.__file__); print(o.__file__)"

@@ -1,34 +1,22 @@
-"""Helpers for the end-to-end tests: free ports, settings, polling, and reads of the services.
+"""Helpers for the end-to-end tests: settings on free ports and reads of the services.
 
 Everything here talks to the processes over their real interfaces (HTTP on 127.0.0.1),
-never to their objects. Waits poll a condition until a generous deadline, so a loaded
-machine makes a test slower, not red.
+never to their objects. Tests wait with ``tradingsystem_testing.eventually``: a condition
+polled until a generous deadline, so a loaded machine makes a test slower, not red.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from tradingsystem.common.config import Settings
 from tradingsystem.supervisor import Pipeline, get_json, scrape, settings_yaml, total
-
-T = TypeVar("T")
-
-DEADLINE_S = 60.0  # per condition; reached only when something is broken
-POLL_S = 0.2
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tradingsystem_testing import free_port
 
 
 def pipeline_settings(workdir: Path, **sections: Any) -> Settings:
@@ -62,18 +50,6 @@ def pipeline_settings(workdir: Path, **sections: Any) -> Settings:
         else:
             base[name] = values
     return Settings(**base)
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = DEADLINE_S) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(POLL_S)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 def metric(p: Pipeline, process: str, name: str, **labels: str) -> float:

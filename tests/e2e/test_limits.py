@@ -23,10 +23,10 @@ from e2e_helpers import (
     restart_risk_manager,
     risk_state,
     running_pipeline,
-    wait_for,
 )
 
 from tradingsystem.supervisor import Pipeline
+from tradingsystem_testing import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +90,7 @@ def test_tight_limit_rejects_with_its_reason(pipeline: Pipeline, reason: str, li
         if name == "price_band_pct":
             name, value = "price_band", value / 100
         assert configured[name] == pytest.approx(value), name
-    wait_for(f"{reason} rejects", lambda: rejects(pipeline, reason))
+    eventually(lambda: rejects(pipeline, reason), f"{reason} rejects")
     if reason == "order_rate":
         # A fresh process: its window holds at most the one order allowed per minute.
         assert metric(pipeline, "risk-manager", "tradingsystem_risk_orders_approved_total") <= 1
@@ -102,12 +102,12 @@ def test_tight_limit_rejects_with_its_reason(pipeline: Pipeline, reason: str, li
 def test_kill_switch_rejects_as_halted(pipeline: Pipeline) -> None:
     _configure(pipeline, {})
     assert control(pipeline, "halt", "e2e")["state"] == "HALTED"
-    first = wait_for("a halted reject", lambda: rejects(pipeline, "halted"))
+    first = eventually(lambda: rejects(pipeline, "halted"), "a halted reject")
     approved = metric(pipeline, "risk-manager", "tradingsystem_risk_orders_approved_total")
-    wait_for("more halted rejects", lambda: rejects(pipeline, "halted") >= first + 3)
+    eventually(lambda: rejects(pipeline, "halted") >= first + 3, "more halted rejects")
     assert metric(pipeline, "risk-manager", "tradingsystem_risk_orders_approved_total") == approved
     assert control(pipeline, "resume", "e2e")["state"] == "ACTIVE"
-    wait_for(
-        "approvals after resume",
+    eventually(
         lambda: metric(pipeline, "risk-manager", "tradingsystem_risk_orders_approved_total") > approved,
+        "approvals after resume",
     )

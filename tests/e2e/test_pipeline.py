@@ -23,11 +23,11 @@ from e2e_helpers import (
     rejects,
     risk_state,
     running_pipeline,
-    wait_for,
 )
 
 from tradingsystem.common.services import start_order
 from tradingsystem.supervisor import Pipeline, get_json
+from tradingsystem_testing import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -60,16 +60,16 @@ def test_the_supervisor_started_the_simulator_then_consumers_first(pipeline: Pip
 
 
 def test_ticks_flow_a_strategy_fires_and_orders_fill(pipeline: Pipeline) -> None:
-    wait_for(
-        "ticks at market-data",
+    eventually(
         lambda: metric(pipeline, "market-data", "tradingsystem_marketdata_ticks_total"),
+        "ticks at market-data",
     )
-    wait_for("signals", lambda: metric(pipeline, "signal-bridge", "tradingsystem_signals_total"))
-    wait_for(
-        "approved orders",
+    eventually(lambda: metric(pipeline, "signal-bridge", "tradingsystem_signals_total"), "signals")
+    eventually(
         lambda: metric(pipeline, "risk-manager", "tradingsystem_risk_orders_approved_total"),
+        "approved orders",
     )
-    wait_for("fills", lambda: metric(pipeline, "execution-engine", "tradingsystem_fills_total") >= 2)
+    eventually(lambda: metric(pipeline, "execution-engine", "tradingsystem_fills_total") >= 2, "fills")
     snap = ledger(pipeline)
     assert snap["fills"], "the simulator saw no fill"
     assert all(o["client_order_id"].startswith("ts-") for o in snap["orders"])
@@ -86,13 +86,13 @@ def test_malformed_ticks_are_rejected_and_counted(pipeline: Pipeline) -> None:
     assert _malformed_drops(pipeline) == 0
     status, _ = post_json(pipeline.url("sim", "/_sim/faults"), {"malformed_ticks_next": MALFORMED})
     assert status == 200
-    wait_for("the simulator to send every malformed tick", lambda: _faults_left(pipeline) == 0)
-    wait_for("every malformed tick counted", lambda: _malformed_drops(pipeline) == MALFORMED)
+    eventually(lambda: _faults_left(pipeline) == 0, "the simulator to send every malformed tick")
+    eventually(lambda: _malformed_drops(pipeline) == MALFORMED, "every malformed tick counted")
     # Valid ticks keep flowing afterwards and nothing else is counted as malformed.
     ticks = metric(pipeline, "market-data", "tradingsystem_marketdata_ticks_total")
-    wait_for(
-        "valid ticks after the faults",
+    eventually(
         lambda: metric(pipeline, "market-data", "tradingsystem_marketdata_ticks_total") > ticks + 20,
+        "valid ticks after the faults",
     )
     assert _malformed_drops(pipeline) == MALFORMED
 
@@ -103,15 +103,15 @@ def _faults_left(p: Pipeline) -> bool:
 
 
 def test_order_rate_limit_rejects(pipeline: Pipeline) -> None:
-    wait_for("order_rate rejects", lambda: rejects(pipeline, "order_rate"))
+    eventually(lambda: rejects(pipeline, "order_rate"), "order_rate rejects")
 
 
 def test_kill_switch_halts_every_order(pipeline: Pipeline) -> None:
     assert control(pipeline, "halt", "e2e kill switch")["state"] == "HALTED"
-    first = wait_for("a halted reject", lambda: rejects(pipeline, "halted"))
+    first = eventually(lambda: rejects(pipeline, "halted"), "a halted reject")
     # Decisions taken before the halt are counted before the first halted reject (one thread).
     approved = metric(pipeline, "risk-manager", "tradingsystem_risk_orders_approved_total")
-    wait_for("more halted rejects", lambda: rejects(pipeline, "halted") >= first + 3)
+    eventually(lambda: rejects(pipeline, "halted") >= first + 3, "more halted rejects")
     assert metric(pipeline, "risk-manager", "tradingsystem_risk_orders_approved_total") == approved
     state = risk_state(pipeline)
     assert state["state"] == "HALTED" and state["kill_switch"] is True
@@ -130,7 +130,7 @@ def _wait_settled(p: Pipeline) -> dict[str, object]:
             return None
         return snap
 
-    return wait_for("open orders to settle", settled)
+    return eventually(settled, "open orders to settle")
 
 
 def test_positions_and_pnl_match_the_simulator_ledger_exactly(pipeline: Pipeline) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,25 +10,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tradingsystem.common.config import Settings
-from tradingsystem.sim.server import SimulatorThread
+from tradingsystem_testing import eventually, free_port
+from tradingsystem_testing.sim import SimulatorThread
 
 SYMBOL = "AAPL"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def metric(name: str, **labels: str) -> float:
@@ -40,7 +23,7 @@ def metric(name: str, **labels: str) -> float:
 @pytest.fixture
 def sim() -> Iterator[SimulatorThread]:
     with SimulatorThread([SYMBOL], seed=7, tick_rate=50) as s:
-        wait_for(lambda: s.call(lambda: SYMBOL in s.ledger.quotes), what="first quote")
+        eventually(lambda: s.call(lambda: SYMBOL in s.ledger.quotes), "first quote")
         yield s
 
 

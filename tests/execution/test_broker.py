@@ -12,7 +12,7 @@ from tradingsystem.common.config import Settings, load_settings
 from tradingsystem.common.wire import OrderIntent, OrderStatus, Side
 from tradingsystem.execution.broker import Broker, Rejected, Unavailable
 from tradingsystem.execution.orders import Order
-from tradingsystem.sim.server import SimulatorThread
+from tradingsystem_testing.sim import SimulatorThread
 
 from .conftest import SYMBOL, ledger_orders, metric
 

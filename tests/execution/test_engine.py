@@ -22,9 +22,10 @@ from tradingsystem.common.wire import (
 from tradingsystem.execution.orders import Order
 from tradingsystem.execution.service import Engine
 from tradingsystem.execution.store import OrderStore
-from tradingsystem.sim.server import SimulatorThread
+from tradingsystem_testing import eventually
+from tradingsystem_testing.sim import SimulatorThread
 
-from .conftest import SYMBOL, ledger_orders, ledger_positions, wait_for
+from .conftest import SYMBOL, ledger_orders, ledger_positions
 
 
 class Harness:
@@ -37,9 +38,9 @@ class Harness:
         self.risk = Publisher(settings.bus.bind_endpoint(settings.bus.risk), service="risk-manager")
         self.reports = Subscriber(settings.bus.execution, [TOPIC_EXEC, TOPIC_HEARTBEAT])
         self.thread.start()
-        wait_for(lambda: self.engine.health.ready, what="engine ready")
+        eventually(lambda: self.engine.health.ready, "engine ready")
         # Reports are not replayed: only trade once the report subscription is live.
-        wait_for(lambda: self.reports.sock.poll(50) and self.reports.recv(), what="engine heartbeat")
+        eventually(lambda: self.reports.sock.poll(50) and self.reports.recv(), "engine heartbeat")
 
     def send_until_report(
         self, intent: OrderIntent, done: Callable[[ExecutionReport], bool], timeout: float = 10.0
@@ -56,7 +57,7 @@ class Harness:
                     seen.append(msg)
             return any(done(r) for r in seen)
 
-        wait_for(step, timeout, what=f"report for {intent.client_order_id}")
+        eventually(step, f"report for {intent.client_order_id}", timeout=timeout)
         return seen
 
     def close(self) -> None:
@@ -127,10 +128,10 @@ def test_fills_missed_while_the_stream_was_down_come_from_reconciliation(
     sim.call(
         lambda: sim.ledger._fill(sim.ledger.orders[order_id], sim.ledger.orders[order_id].qty, quote.ask, 1)
     )
-    wait_for(
+    eventually(
         lambda: (o := harness.engine.store.get(intent.client_order_id)) and o.status is OrderStatus.FILLED,
+        "fill via reconciliation after stream reconnect",
         timeout=15,
-        what="fill via reconciliation after stream reconnect",
     )
     assert harness.engine.store.positions() == ledger_positions(sim)
 

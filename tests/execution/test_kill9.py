@@ -23,9 +23,10 @@ import requests
 from tradingsystem.common.bus import Publisher, Subscriber
 from tradingsystem.common.wire import TOPIC_EXEC, ExecutionReport, OrderIntent, OrderStatus, Side
 from tradingsystem.execution.store import OrderStore
-from tradingsystem.sim.server import SimulatorThread
+from tradingsystem_testing import eventually
+from tradingsystem_testing.sim import SimulatorThread
 
-from .conftest import SYMBOL, ledger_orders, ledger_positions, sim_env, wait_for
+from .conftest import SYMBOL, ledger_orders, ledger_positions, sim_env
 
 
 class EngineProcess:
@@ -81,23 +82,21 @@ def test_kill9_mid_order_then_restart(
     try:
         first = EngineProcess(env)
         engines.append(first)
-        wait_for(first.ready, 20, "first engine ready")
+        eventually(first.ready, "first engine ready", timeout=20)
 
         sim.faults.hang_s = 20.0
         sim.faults.order_hang_next = 1
         intent = _intent(5)
         # Re-sent until it arrives (PUB/SUB slow joiner); the engine dedupes by cid.
-        wait_for(
-            lambda: risk.publish(intent) and ledger_orders(sim, intent.client_order_id),
-            10,
-            "order at the broker",
+        eventually(
+            lambda: risk.publish(intent) and ledger_orders(sim, intent.client_order_id), "order at the broker"
         )
         assert _status(db, intent.client_order_id) == OrderStatus.PENDING_SUBMIT.value
         assert first.stop(signal.SIGKILL) == -signal.SIGKILL  # response still held by the sim
 
         second = EngineProcess(env)
         engines.append(second)
-        wait_for(second.ready, 20, "restarted engine ready (reconciled)")
+        eventually(second.ready, "restarted engine ready (reconciled)", timeout=20)
         assert _status(db, intent.client_order_id) == OrderStatus.FILLED.value
         assert len(ledger_orders(sim, intent.client_order_id)) == 1
 
@@ -115,7 +114,7 @@ def test_kill9_mid_order_then_restart(
                         filled.append(msg)
                 return any(r.client_order_id == nxt.client_order_id for r in filled)
 
-            wait_for(fill_reported, 15, "fill report after restart")
+            eventually(fill_reported, "fill report after restart", timeout=15)
         finally:
             reports.close()
         assert second.stop(signal.SIGTERM) == 0
@@ -141,18 +140,18 @@ def test_kill9_before_the_order_reached_the_broker(
     try:
         first = EngineProcess(env)
         engines.append(first)
-        wait_for(first.ready, 20, "first engine ready")
+        eventually(first.ready, "first engine ready", timeout=20)
         sim.faults.http_5xx_status = 503
         sim.faults.http_5xx_next = 1_000_000
         intent = _intent(3)
-        wait_for(lambda: risk.publish(intent) and _status(db, intent.client_order_id), 10, "intent persisted")
+        eventually(lambda: risk.publish(intent) and _status(db, intent.client_order_id), "intent persisted")
         first.stop(signal.SIGKILL)
         sim.faults.http_5xx_next = 0
         assert ledger_orders(sim, intent.client_order_id) == []
 
         second = EngineProcess(env)
         engines.append(second)
-        wait_for(second.ready, 20, "restarted engine ready (reconciled)")
+        eventually(second.ready, "restarted engine ready (reconciled)", timeout=20)
         assert _status(db, intent.client_order_id) == OrderStatus.FILLED.value
         assert second.stop(signal.SIGTERM) == 0
     finally:

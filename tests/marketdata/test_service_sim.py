@@ -19,7 +19,8 @@ from tradingsystem.common.bus import Subscriber
 from tradingsystem.common.config import BusSettings, MarketDataSettings, Settings, SimSettings
 from tradingsystem.common.runtime import Health
 from tradingsystem.marketdata.service import SERVICE, MarketDataService
-from tradingsystem.sim.server import SimulatorThread
+from tradingsystem_testing import eventually, free_port
+from tradingsystem_testing.sim import SimulatorThread
 
 SYMBOLS = ["AAPL", "MSFT"]
 INVALID = ("bad_price", "crossed_quote", "bad_bar")
@@ -46,21 +47,19 @@ class Tap:
         self.got: list[wire.Msg] = []
 
     def drain_until(self, cond: Callable[[], bool], timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.sub.sock.poll(50):
-                while self.sub.sock.poll(0):
-                    self.got.append(self.sub.recv().msg)
-            if cond():
-                return
-        raise AssertionError("condition not met in time")
+        eventually(cond, "the condition", timeout=timeout, every=0, tick=self._drain)
+
+    def _drain(self) -> None:
+        if self.sub.sock.poll(50):
+            while self.sub.sock.poll(0):
+                self.got.append(self.sub.recv().msg)
 
     def ticks(self) -> list[wire.Trade | wire.Quote | wire.Bar]:
         return [m for m in self.got if isinstance(m, wire.Trade | wire.Quote | wire.Bar)]
 
 
 @pytest.fixture
-def pipeline(free_port: Callable[[], int]) -> Iterator[tuple[SimulatorThread, MarketDataService, Tap]]:
+def pipeline() -> Iterator[tuple[SimulatorThread, MarketDataService, Tap]]:
     with SimulatorThread(SYMBOLS, tick_rate=50, bar_every=20) as sim:
         settings = Settings(
             symbols=SYMBOLS,
@@ -152,7 +151,7 @@ def test_reconnects_after_the_server_closes_the_stream(
 
 
 def test_rejected_keys_keep_it_unready_and_secrets_out_of_logs(
-    free_port: Callable[[], int], caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     secret = "WRONG-SECRET-d41d8cd9"
     with SimulatorThread(SYMBOLS, tick_rate=50) as sim:

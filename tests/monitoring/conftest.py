@@ -20,12 +20,13 @@ from promhelpers import (
     Prometheus,
     StartPrometheus,
     alert_rules,
-    free_port,
+    is_ready,
     load_rules,
     prometheus_config,
     tool,
-    wait_ready,
 )
+
+from tradingsystem_testing import eventually, free_port
 
 
 @pytest.fixture
@@ -57,8 +58,15 @@ def start_prometheus(tmp_path: Path) -> Iterator[StartPrometheus]:
                 stderr=subprocess.STDOUT,
             )
             procs.append(proc)
-            if wait_ready(proc, f"http://127.0.0.1:{port}"):
-                return Prometheus(f"http://127.0.0.1:{port}")
+            url = f"http://127.0.0.1:{port}"
+            eventually(
+                lambda proc=proc, url=url: proc.poll() is not None or is_ready(url),
+                "prometheus to be ready or exit",
+                every=0.1,
+                ignore=(OSError,),
+            )
+            if proc.poll() is None:
+                return Prometheus(url)
         raise AssertionError(f"prometheus did not start; see logs in {tmp_path}")
 
     yield start

@@ -11,16 +11,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
-import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
+
+from tradingsystem_testing import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "monitoring"
@@ -28,19 +27,11 @@ RULES_FILE = MONITORING / "rules" / "tradingsystem.rules.yaml"
 STATIC_CONFIG = MONITORING / "prometheus" / "prometheus.yml"
 RULE_TESTS = sorted((MONITORING / "tests").glob("*.yaml"))
 
-T = TypeVar("T")
-
 
 def tool(name: str) -> str:
     path = shutil.which(name)
     assert path, f"{name} not found: install Debian's prometheus package (apt-get install prometheus)"
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def load_rules() -> dict[str, Any]:
@@ -91,19 +82,9 @@ class Prometheus:
             seen.append(alert["state"] if alert else None)
             return alert if alert and alert["state"] == "firing" else None
 
-        alert = self.wait_for(f"{name} {labels} firing", firing, timeout)
+        alert = eventually(firing, f"{name} {labels} firing", timeout=timeout, every=0.2)
         assert "pending" in seen, f"{name} never seen pending before firing: {seen}"
         return alert
-
-    def wait_for(self, what: str, check: Callable[[], T | None], timeout: float = 30.0) -> T:
-        deadline = time.monotonic() + timeout
-        while True:
-            result = check()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(0.2)
 
 
 def prometheus_config(targets: dict[str, list[str]], interval: str, rule_file: Path) -> dict[str, Any]:
@@ -124,17 +105,10 @@ def prometheus_config(targets: dict[str, list[str]], interval: str, rule_file: P
     return config
 
 
-def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as resp:
-                if resp.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return False
+def is_ready(url: str) -> bool:
+    """Prometheus at ``url`` answers /-/ready (a probe for ``eventually``)."""
+    with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as resp:
+        return bool(resp.status == 200)
 
 
 def rule_exprs() -> Iterator[tuple[str, str]]:

@@ -17,6 +17,7 @@ from tradingsystem.common.metrics import HOP_LATENCY, MESSAGES_OUT
 from tradingsystem.common.runtime import Health, HttpEndpoint
 from tradingsystem.common.services import PIPELINE
 from tradingsystem.supervisor import Pipeline, http_port
+from tradingsystem_testing import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +34,7 @@ def test_prometheus_scrapes_the_service_and_fires_service_down(start_prometheus:
         prom = start_prometheus(
             {JOB: [f"127.0.0.1:{endpoint.port}"]}, rule_for={"TradingSystemServiceDown": "5s"}
         )
-        up = prom.wait_for("the target to be up", lambda: prom.query(f'up{{job="{JOB}"}} == 1'))
+        up = eventually(lambda: prom.query(f'up{{job="{JOB}"}} == 1'), "the target to be up", every=0.2)
         assert up[0]["metric"]["instance"] == f"127.0.0.1:{endpoint.port}"
         for expr in (
             f'tradingsystem_ready{{job="{JOB}",service="market-data"}} == 1',
@@ -46,7 +47,7 @@ def test_prometheus_scrapes_the_service_and_fires_service_down(start_prometheus:
     finally:
         endpoint.stop()
 
-    prom.wait_for("up to drop to 0", lambda: prom.query(f'up{{job="{JOB}"}} == 0'))
+    eventually(lambda: prom.query(f'up{{job="{JOB}"}} == 0'), "up to drop to 0", every=0.2)
     alert = prom.wait_pending_then_firing("TradingSystemServiceDown", service="market-data")
     assert alert["labels"]["severity"] == "critical"
     assert alert["annotations"]["summary"].startswith("market-data is down")
@@ -79,7 +80,7 @@ def test_live_pipeline_series_and_service_down(pipeline: Pipeline, start_prometh
     }
     prom = start_prometheus(targets, rule_for={"TradingSystemServiceDown": "5s"})
     for expr in KEY_SERIES:
-        prom.wait_for(f"live series {expr}", partial(prom.query, expr), timeout=60)
+        eventually(partial(prom.query, expr), f"live series {expr}", timeout=60, every=0.2)
     assert prom.alert("TradingSystemServiceDown") is None
 
     pipeline.stop_process("execution-engine")

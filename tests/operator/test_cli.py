@@ -1,4 +1,4 @@
-"""`tradingsystem-operator run` arguments."""
+"""`tradingsystem-operator` arguments."""
 
 from __future__ import annotations
 
@@ -21,3 +21,11 @@ def test_run_defaults_to_cluster_wide_with_metrics_and_liveness() -> None:
 def test_namespace_and_all_namespaces_exclude_each_other() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--namespace", "a", "--all-namespaces"])
+
+
+def test_help_lists_only_what_the_image_can_run() -> None:
+    # dev-cluster needs the test harness, which the image does not hold: it is `tradingsystem-dev`'s.
+    help_text = build_parser().format_help()
+    assert "dev-cluster" not in help_text
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["dev-cluster"])

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,11 +19,12 @@ import pytest
 import yaml
 from kopf.testing import KopfRunner
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
 from tradingsystem.common import services
 from tradingsystem_operator.render import HASH_ANNOTATION
+from tradingsystem_testing import eventually_async
+from tradingsystem_testing.k8s import is_gone, not_found
 
 G, V, P = "tradingsystem.dev", "v1alpha1", "tradingsystems"
 MERGE = "application/merge-patch+json"
@@ -42,20 +44,8 @@ def operator(kubeconfig: Path, tradingsystem_crd: str, namespace: str) -> Iterat
     assert SECRET_VALUE not in runner.output
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 45.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = await probe()
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            last = None
-        if last:
-            return last
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+# Probes read objects the operator may not have created yet: a 404 means "not yet".
+eventually = functools.partial(eventually_async, timeout=45.0, every=0.25, ignore=not_found)
 
 
 def ts_body(name: str, **spec: Any) -> dict[str, Any]:
@@ -274,7 +264,7 @@ async def test_missing_secret_is_reported_and_nothing_is_applied_until_it_exists
     )
     await cluster.core.create_namespaced_secret(cluster.ns, secret)
     await eventually(
-        lambda: cluster.deployment("nokeys-market-data"), "children after the Secret appears", 60
+        lambda: cluster.deployment("nokeys-market-data"), "children after the Secret appears", timeout=60
     )
     await eventually(lambda: _cond_status(cluster, "nokeys", "Degraded", "False"), "Degraded cleared")
 
@@ -292,12 +282,12 @@ async def test_delete_removes_everything_without_a_stuck_finalizer(
     # The operator's /metrics counts passes (the counter moves once the pass has written status).
     await eventually(lambda: _async(reconciles("success") > before), "reconcile counted")
     await cluster.custom.delete_namespaced_custom_object(G, V, cluster.ns, P, "gone")
-    await eventually(lambda: _absent(cluster.get("gone")), "TradingSystem deleted")
+    await eventually(lambda: is_gone(cluster.get("gone")), "TradingSystem deleted")
     await eventually(lambda: _no_deployments(cluster), "children garbage-collected")
 
 
 async def test_monitoring_objects_created_when_crds_exist(
-    operator: KopfRunner, cluster: Cluster, monitoring_crds: list[str]
+    operator: KopfRunner, cluster: Cluster, prometheus_crds: list[str]
 ) -> None:
     await cluster.create(ts_body("mon", monitoring={"labels": {"release": "kps"}}))
     custom = cluster.custom
@@ -317,7 +307,7 @@ async def test_monitoring_objects_created_when_crds_exist(
     assert rule["spec"]["groups"]
     await cluster.patch_spec("mon", {"monitoring": {"serviceMonitor": False}})
     await eventually(
-        lambda: _absent(
+        lambda: is_gone(
             custom.get_namespaced_custom_object(
                 "monitoring.coreos.com", "v1", cluster.ns, "servicemonitors", "mon-metrics"
             )
@@ -364,14 +354,6 @@ async def _hash_differs(cluster: Cluster, deployment: str, old: str) -> str | No
 async def _warnings(cluster: Cluster, name: str) -> list[Any]:
     events = (await cluster.core.list_namespaced_event(cluster.ns)).items
     return [e for e in events if e.type == "Warning" and e.involved_object.name == name]
-
-
-async def _absent(read: Awaitable[Any]) -> bool:
-    try:
-        await read
-    except ApiException as exc:
-        return exc.status == 404
-    return False
 
 
 async def _no_deployments(cluster: Cluster) -> bool:

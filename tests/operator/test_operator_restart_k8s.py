@@ -5,27 +5,15 @@ orphans and no pod roll, and serves its metrics and liveness endpoints."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from tradingsystem_operator.controlplane import ControlPlane
-from tradingsystem_operator.process import operator_process
+from tradingsystem_testing import eventually
+from tradingsystem_testing.controlplane import ControlPlane
+from tradingsystem_testing.process import operator_process
 
 G, V, P = "tradingsystem.dev", "v1alpha1", "tradingsystems"
 COMPONENTS = ("sim", "market-data", "signal-bridge", "risk-manager", "execution-engine")
-T = TypeVar("T")
-
-
-def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 45.0, every: float = 0.02) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def names(cp: ControlPlane, path: str) -> list[str]:
@@ -60,18 +48,22 @@ def test_killed_mid_reconcile_then_restarted_converges_without_duplicates(
         status, created = control_plane.request("POST", f"/apis/{G}/{V}/namespaces/{ns}/{P}", body)
         assert status == 201, created
         # The ConfigMap is applied first: kill as soon as it exists, before the pass completes.
-        wait_for(
+        eventually(
             lambda: names(
                 control_plane,
                 f"/api/v1/namespaces/{ns}/configmaps?labelSelector=app.kubernetes.io/instance%3Dcrash",
             ),
             "the first child",
+            timeout=45,
+            every=0.02,  # kill as early in the pass as possible
         )
         first.kill()
     assert first.proc.returncode == -9
 
     with operator_process(kubeconfig, ns, log, resync_s=1.0) as second:
-        ts = wait_for(lambda: converged(control_plane, ts_path), "status after restart", every=0.2)
+        ts = eventually(
+            lambda: converged(control_plane, ts_path), "status after restart", timeout=45, every=0.2
+        )
         uid = ts["metadata"]["uid"]
         expected = sorted(f"crash-{c}" for c in COMPONENTS)
         assert names(control_plane, f"/apis/apps/v1/namespaces/{ns}/deployments") == expected
@@ -98,7 +90,9 @@ def test_killed_mid_reconcile_then_restarted_converges_without_duplicates(
         assert ready["observedGeneration"] == ts["metadata"]["generation"]
 
         # The run path's endpoints: Prometheus counters and kopf's liveness probe with ours in it.
-        passes = wait_for(lambda: second.reconciles().get("success"), "a counted reconcile pass")
+        passes = eventually(
+            lambda: second.reconciles().get("success"), "a counted reconcile pass", timeout=45
+        )
         assert passes >= 1 and second.reconciles()["error"] == 0
         health = json.loads(second.get(second.liveness_port, "/healthz"))
         assert health["reconciles"] >= 1

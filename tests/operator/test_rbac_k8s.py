@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,8 @@ from kopf.testing import KopfRunner
 from kubernetes_asyncio import client
 
 from tradingsystem_operator import apply as k8s
-from tradingsystem_operator.controlplane import ControlPlane
+from tradingsystem_testing import eventually_async
+from tradingsystem_testing.controlplane import ControlPlane
 
 RBAC = Path(k8s.__file__).with_name("rbac.yaml")
 
@@ -104,14 +103,20 @@ async def test_operator_runs_with_only_its_rbac(
 
 
 async def _wait_status(custom: client.CustomObjectsApi, namespace: str, reason: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 45
     status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+
+    async def with_reason() -> dict[str, Any] | None:
+        nonlocal status
         obj = await custom.get_namespaced_custom_object(
             "tradingsystem.dev", "v1alpha1", namespace, "tradingsystems", "rbac"
         )
         status = obj.get("status") or {}
-        if any(c.get("reason") == reason for c in status.get("conditions", [])):
-            return status
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"no condition with reason {reason}: {status}")
+        return status if any(c.get("reason") == reason for c in status.get("conditions", [])) else None
+
+    return await eventually_async(
+        with_reason,
+        f"a condition with reason {reason}",
+        timeout=45,
+        every=0.25,
+        detail=lambda: f"; status: {status}",
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from decimal import Decimal
 
 from alpaca.trading.client import TradingClient
@@ -15,14 +14,13 @@ from tradingsystem.common.config import Settings
 from tradingsystem.common.money import dec
 from tradingsystem.risk.positions import PositionBook
 from tradingsystem.risk.reconcile import BrokerPosition, alpaca_positions, fetch_with_retry, parse_position
-from tradingsystem.sim.server import SimulatorThread
+from tradingsystem_testing import eventually
+from tradingsystem_testing.sim import SimulatorThread
 
 
 def test_positions_are_read_from_the_broker_in_sim_mode() -> None:
     with SimulatorThread(["AAPL", "MSFT"], seed=3, tick_rate=50) as sim:
-        deadline = time.monotonic() + 10
-        while sim.ledger.quotes.keys() < {"AAPL", "MSFT"} and time.monotonic() < deadline:
-            time.sleep(0.02)
+        eventually(lambda: sim.ledger.quotes.keys() >= {"AAPL", "MSFT"}, "quotes for both symbols")
         settings = Settings(symbols=["AAPL", "MSFT"], sim={"port": sim.port})
         client = TradingClient(*credentials(settings), url_override=settings.sim_base_url())
         for symbol, side, qty in (
@@ -33,9 +31,7 @@ def test_positions_are_read_from_the_broker_in_sim_mode() -> None:
             client.submit_order(
                 MarketOrderRequest(symbol=symbol, qty=qty, side=side, time_in_force=TimeInForce.DAY)
             )
-        deadline = time.monotonic() + 10
-        while len(sim.ledger.fills) < 3 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        eventually(lambda: len(sim.ledger.fills) >= 3, "three fills")
 
         rows = fetch_with_retry(alpaca_positions(settings), threading.Event(), attempts=2)
         assert rows is not None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import urllib.request
@@ -34,14 +33,9 @@ from tradingsystem.common.wire import (
 )
 from tradingsystem.risk.reconcile import BrokerPosition
 from tradingsystem.risk.service import RiskService
+from tradingsystem_testing import eventually, free_port
 
 DEADLINE_S = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def bound(pub: Publisher) -> str:
@@ -59,17 +53,6 @@ def http(port: int, path: str, body: dict[str, Any] | None = None) -> tuple[int,
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-def wait_for(check: Callable[[], Any], what: str, every: Callable[[], None] = lambda: None) -> Any:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        every()
-        result = check()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass
@@ -118,13 +101,13 @@ def start(positions: Callable[[], list[BrokerPosition]] | None = None, **risk: A
     thread.start()
     h = Harness(service, market, signals, execution, out, service.http.port)
     try:
-        wait_for(lambda: service.health.ready, "readiness")
+        eventually(lambda: service.health.ready, "readiness")
         h.next_decision(Heartbeat)  # our subscription is live
         # Re-send the quote until it arrives: the service's SUB may still be joining.
-        wait_for(
+        eventually(
             lambda: "AAPL" in h.state()["marks"],
             "the quote to reach the risk manager",
-            every=lambda: market.publish(quote("AAPL", 100.0)),
+            tick=lambda: market.publish(quote("AAPL", 100.0)),
         )
         yield h
     finally:
@@ -171,7 +154,7 @@ def test_orders_rejections_fills_and_halt_over_the_bus(harness: Harness) -> None
             last_fill_price=99.5,
         )
     )
-    pos = wait_for(lambda: _filled(h.state()["positions"].get("AAPL"), 10), "the fill")
+    pos = eventually(lambda: _filled(h.state()["positions"].get("AAPL"), 10), "the fill")
     assert pos["avg_price"] == 99.5 and pos["unrealized"] == 5.0
 
     status, body = http(h.port, "/control", {"action": "halt", "reason": "test"})
@@ -203,7 +186,7 @@ def test_malformed_messages_are_counted_and_skipped(harness: Harness) -> None:
 
     before = dropped()
     harness.signals.sock.send_multipart([b"signal.AAPL", b"\x93garbage"])
-    wait_for(lambda: dropped() > before, "the malformed message to be counted")
+    eventually(lambda: dropped() > before, "the malformed message to be counted")
     harness.signals.publish(sig(100.0, ts=4))  # the loop goes on
     assert isinstance(harness.next_decision(OrderIntent), OrderIntent)
 

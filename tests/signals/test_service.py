@@ -17,6 +17,7 @@ from tradingsystem.common.bus import Publisher, Subscriber
 from tradingsystem.common.config import BusSettings, ConfigError, Settings, SignalSettings
 from tradingsystem.common.runtime import Health, HttpEndpoint
 from tradingsystem.signals.service import SERVICE, SignalService
+from tradingsystem_testing import eventually, free_port
 
 
 def metric(name: str, **labels: str) -> float:
@@ -36,7 +37,7 @@ def settings(port: Callable[[], int], **signals: object) -> Settings:
 
 
 @pytest.fixture
-def running(free_port: Callable[[], int]) -> Iterator[tuple[Settings, Publisher, Subscriber, SignalService]]:
+def running() -> Iterator[tuple[Settings, Publisher, Subscriber, SignalService]]:
     s = settings(free_port)
     md = Publisher(s.bus.market_data, service="market-data")
     svc = SignalService(s, Health(SERVICE)).start()
@@ -49,24 +50,13 @@ def running(free_port: Callable[[], int]) -> Iterator[tuple[Settings, Publisher,
         md.close()
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0, tick: Callable[[], None] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        if tick:
-            tick()
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def test_ticks_in_signals_out(running: tuple[Settings, Publisher, Subscriber, SignalService]) -> None:
     _, md, out, svc = running
     # Ready only once market data is heard from (heartbeats count).
     assert not svc.health.ready
-    wait_for(lambda: svc.health.ready, tick=lambda: md.heartbeat(every=0.05))
+    eventually(lambda: svc.health.ready, "readiness", tick=lambda: md.heartbeat(every=0.05))
     # Its own heartbeats prove the output side is connected before the ticks go out.
-    wait_for(lambda: out.sock.poll(0) != 0, tick=lambda: md.heartbeat(every=0.05))
+    eventually(lambda: out.sock.poll(0) != 0, "its heartbeat", tick=lambda: md.heartbeat(every=0.05))
 
     prices = [100.0 - i for i in range(30)] + [71.0 + i for i in range(30)]
     for i, p in enumerate(prices):
@@ -94,15 +84,16 @@ def test_malformed_payloads_and_gaps_are_counted(
     malformed0 = metric("tradingsystem_messages_dropped_total", service=SERVICE, reason="malformed")
     gaps0 = metric("tradingsystem_sequence_gap_messages_total", service=SERVICE, topic="trade")
     in0 = metric("tradingsystem_messages_received_total", service=SERVICE, topic="trade")
-    wait_for(lambda: svc.health.ready, tick=lambda: md.heartbeat(every=0.05))
+    eventually(lambda: svc.health.ready, "readiness", tick=lambda: md.heartbeat(every=0.05))
 
     md.sock.send_multipart([b"trade.AAPL", b"\x93garbage"])
     md.publish(wire.Trade(symbol="AAPL", price=1, size=1, exch_ts=1))
     md._seq[b"trade.AAPL"] += 3  # as if three trades were lost upstream
     md.publish(wire.Trade(symbol="AAPL", price=1, size=1, exch_ts=2))
 
-    wait_for(
-        lambda: metric("tradingsystem_messages_received_total", service=SERVICE, topic="trade") >= in0 + 2
+    eventually(
+        lambda: metric("tradingsystem_messages_received_total", service=SERVICE, topic="trade") >= in0 + 2,
+        "two trades received",
     )
     assert (
         metric("tradingsystem_messages_dropped_total", service=SERVICE, reason="malformed") == malformed0 + 1
@@ -113,7 +104,7 @@ def test_malformed_payloads_and_gaps_are_counted(
     )
 
 
-def test_readiness_over_http_follows_upstream(free_port: Callable[[], int]) -> None:
+def test_readiness_over_http_follows_upstream() -> None:
     s = settings(free_port)
     health = Health(SERVICE)
     http = HttpEndpoint("127.0.0.1", 0, health).start()
@@ -129,9 +120,9 @@ def test_readiness_over_http_follows_upstream(free_port: Callable[[], int]) -> N
 
     try:
         assert readyz() == 503
-        wait_for(lambda: readyz() == 200, tick=lambda: md.heartbeat(every=0.05))
+        eventually(lambda: readyz() == 200, "/readyz 200", tick=lambda: md.heartbeat(every=0.05))
         md.close()  # market data goes silent -> not ready again
-        wait_for(lambda: readyz() == 503)
+        eventually(lambda: readyz() == 503, "/readyz 503")
         with urllib.request.urlopen(f"http://127.0.0.1:{http.port}/healthz", timeout=2) as r:
             assert json.loads(r.read()) == {"live": True}
     finally:
@@ -140,7 +131,7 @@ def test_readiness_over_http_follows_upstream(free_port: Callable[[], int]) -> N
 
 
 def test_bad_strategy_config_fails_at_start_naming_the_field(
-    free_port: Callable[[], int], tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     with pytest.raises(ConfigError, match=r"signals\.params\.slow"):
         SignalService(

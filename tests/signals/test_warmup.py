@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
 from tradingsystem.common import wire
@@ -11,7 +9,8 @@ from tradingsystem.common.config import Settings, SignalSettings, SimSettings
 from tradingsystem.signals.engine import SignalEngine
 from tradingsystem.signals.service import build_engine
 from tradingsystem.signals.warmup import fetch_bars, warm
-from tradingsystem.sim.server import SimulatorThread
+from tradingsystem_testing import free_port
+from tradingsystem_testing.sim import SimulatorThread
 
 SYMBOLS = ["AAPL", "MSFT"]
 
@@ -46,9 +45,7 @@ def test_warm_engine_is_ready_to_signal_on_the_first_ticks() -> None:
     assert jumps(build_engine(s), last) == []  # a cold engine cannot signal yet
 
 
-def test_unreachable_history_starts_cold_without_failing(
-    free_port: Callable[[], int], caplog: pytest.LogCaptureFixture
-) -> None:
+def test_unreachable_history_starts_cold_without_failing(caplog: pytest.LogCaptureFixture) -> None:
     s = settings(free_port())
     assert warm(build_engine(s), s) == {}
     assert "warm-up failed" in caplog.text

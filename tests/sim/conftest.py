@@ -13,7 +13,8 @@ import pytest
 from alpaca.trading.client import TradingClient
 
 from tradingsystem.sim.auth import DEFAULT_KEY_ID, DEFAULT_SECRET
-from tradingsystem.sim.server import SimulatorThread
+from tradingsystem_testing import eventually
+from tradingsystem_testing.sim import SimulatorThread
 
 SYMBOLS = ["AAPL", "MSFT"]
 
@@ -21,7 +22,7 @@ SYMBOLS = ["AAPL", "MSFT"]
 @pytest.fixture
 def sim() -> Iterator[SimulatorThread]:
     with SimulatorThread(SYMBOLS, seed=7, tick_rate=50, bar_every=5) as s:
-        wait_for(lambda: s.ledger.quotes.keys() >= set(SYMBOLS), "first quotes")
+        eventually(lambda: s.ledger.quotes.keys() >= set(SYMBOLS), "first quotes")
         yield s
 
 
@@ -30,16 +31,6 @@ def trading(sim: SimulatorThread) -> TradingClient:
     client = TradingClient(DEFAULT_KEY_ID, DEFAULT_SECRET, url_override=sim.base_url)
     client._retry_wait = 0  # the SDK's fixed 3 s retry sleep only slows the tests down
     return client
-
-
-def wait_for(cond: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @contextlib.contextmanager

@@ -29,9 +29,10 @@ from alpaca.trading.requests import (
 from tradingsystem.sim.account import AccountConfig, AccountType
 from tradingsystem.sim.auth import DEFAULT_KEY_ID, DEFAULT_SECRET
 from tradingsystem.sim.ledger import Quote
-from tradingsystem.sim.server import SimulatorThread
+from tradingsystem_testing import eventually
+from tradingsystem_testing.sim import SimulatorThread
 
-from .conftest import running, take_until, wait_for
+from .conftest import running, take_until
 from .test_streams_sdk import listening, trade_updates
 
 KEYS = {"APCA-API-KEY-ID": DEFAULT_KEY_ID, "APCA-API-SECRET-KEY": DEFAULT_SECRET}
@@ -58,7 +59,7 @@ def test_replace_order_by_id_links_old_and_new_and_streams_replaced(
 ) -> None:
     stream, q = trade_updates(sim)
     with running(stream):
-        wait_for(lambda: listening(sim), "trade_updates listener")
+        eventually(lambda: listening(sim), "trade_updates listener")
         old = trading.submit_order(far_limit("r-1"))
         new = trading.replace_order_by_id(
             old.id, ReplaceOrderRequest(qty=2, limit_price=1.5, client_order_id="r-2")
@@ -169,7 +170,7 @@ def test_day_orders_expire_at_the_session_close_with_an_expired_event(
 ) -> None:
     stream, q = trade_updates(sim)
     with running(stream):
-        wait_for(lambda: listening(sim), "trade_updates listener")
+        eventually(lambda: listening(sim), "trade_updates listener")
         day = trading.submit_order(
             LimitOrderRequest(symbol="AAPL", qty=1, side="buy", time_in_force="day", limit_price=1)
         )
@@ -190,7 +191,7 @@ def test_day_orders_expire_at_the_session_close_with_an_expired_event(
 def test_the_regular_session_clock_is_closed_on_a_saturday_and_orders_wait_for_the_open() -> None:
     saturday = datetime(2026, 12, 5, 15, 0, tzinfo=UTC)
     with SimulatorThread(["AAPL"], seed=7, tick_rate=50, session="regular", start_at=saturday) as sim:
-        wait_for(lambda: "AAPL" in sim.ledger.quotes, "first quote")
+        eventually(lambda: "AAPL" in sim.ledger.quotes, "first quote")
         trading = client(sim)
         clock = trading.get_clock()
         assert clock.is_open is False
@@ -202,7 +203,9 @@ def test_the_regular_session_clock_is_closed_on_a_saturday_and_orders_wait_for_t
         assert waiting.status == OrderStatus.NEW
         requests.post(f"{sim.base_url}/_sim/clock", json={"to": "next_open"}, timeout=5)
         assert trading.get_clock().is_open is True
-        wait_for(lambda: trading.get_order_by_id(waiting.id).status == OrderStatus.FILLED, "the opening fill")
+        eventually(
+            lambda: trading.get_order_by_id(waiting.id).status == OrderStatus.FILLED, "the opening fill"
+        )
 
 
 def test_buying_power_is_reserved_by_open_orders_and_equity_adds_up(
@@ -230,7 +233,7 @@ def test_buying_power_is_reserved_by_open_orders_and_equity_adds_up(
 def test_a_cash_account_refuses_short_sales_and_hard_to_borrow_assets_are_flagged() -> None:
     cash = AccountConfig(type=AccountType.CASH, multiplier=1)
     with SimulatorThread(["AAPL"], seed=7, tick_rate=50, account=cash) as sim:
-        wait_for(lambda: "AAPL" in sim.ledger.quotes, "first quote")
+        eventually(lambda: "AAPL" in sim.ledger.quotes, "first quote")
         trading = client(sim)
         account = trading.get_account()
         assert (account.multiplier, account.shorting_enabled, account.buying_power) == ("1", False, "100000")
@@ -239,7 +242,7 @@ def test_a_cash_account_refuses_short_sales_and_hard_to_borrow_assets_are_flagge
         assert exc.value.status_code == 403 and "insufficient qty available" in exc.value.message
     margin = AccountConfig(hard_to_borrow=frozenset({"MSFT"}))
     with SimulatorThread(["AAPL", "MSFT"], seed=7, tick_rate=50, account=margin) as sim:
-        wait_for(lambda: "MSFT" in sim.ledger.quotes, "first quote")
+        eventually(lambda: "MSFT" in sim.ledger.quotes, "first quote")
         trading = client(sim)
         assert trading.get_asset("MSFT").easy_to_borrow is False
         with pytest.raises(APIError) as exc:
@@ -313,11 +316,11 @@ def test_trade_updates_follow_a_bracket_and_a_trailing_stop_to_their_exits(tmp_p
         "T,S,t,p,s,bp,bs,ap,as,o,h,l,c,v,n,vw\nq,AAPL,2024-01-02T14:30:00Z,,,100.00,500,100.02,500,,,,,,,\n"
     )
     with SimulatorThread(["AAPL"], replay_path=path, tick_rate=100) as sim:
-        wait_for(lambda: sim.status()["replay_done"], "the replayed quote")
+        eventually(lambda: sim.status()["replay_done"], "the replayed quote")
         trading = client(sim)
         stream, q = trade_updates(sim)
         with running(stream):
-            wait_for(lambda: listening(sim), "trade_updates listener")
+            eventually(lambda: listening(sim), "trade_updates listener")
             entry = trading.submit_order(
                 MarketOrderRequest(
                     symbol="AAPL",

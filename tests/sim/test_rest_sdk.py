@@ -24,9 +24,9 @@ from alpaca.trading.requests import (
 
 from tradingsystem.sim.auth import DEFAULT_KEY_ID, DEFAULT_SECRET
 from tradingsystem.sim.prices import start_price
-from tradingsystem.sim.server import HISTORY_BARS, SimulatorThread
-
-from .conftest import wait_for
+from tradingsystem.sim.server import HISTORY_BARS
+from tradingsystem_testing import eventually
+from tradingsystem_testing.sim import SimulatorThread
 
 KEYS = {"APCA-API-KEY-ID": DEFAULT_KEY_ID, "APCA-API-SECRET-KEY": DEFAULT_SECRET}
 
@@ -250,7 +250,7 @@ def test_replayed_quotes_drive_the_fills(tmp_path: Path) -> None:
         "q,AAPL,2024-01-02T14:30:02Z,,,190.50,300,190.53,200,,,,,,,\n"
     )
     with SimulatorThread(["AAPL"], replay_path=path, tick_rate=100) as sim:
-        wait_for(lambda: sim.status()["replay_done"], "the end of the replay")
+        eventually(lambda: sim.status()["replay_done"], "the end of the replay")
         client = TradingClient(DEFAULT_KEY_ID, DEFAULT_SECRET, url_override=sim.base_url)
         order = client.submit_order(market("replay-buy", qty=2))
         assert order.filled_avg_price == "190.53"

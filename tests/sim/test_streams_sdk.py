@@ -16,9 +16,11 @@ from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest
 from alpaca.trading.stream import TradingStream
 
 from tradingsystem.sim.auth import DEFAULT_KEY_ID, DEFAULT_SECRET
-from tradingsystem.sim.server import Simulator, SimulatorThread
+from tradingsystem.sim.server import Simulator
+from tradingsystem_testing import eventually
+from tradingsystem_testing.sim import SimulatorThread
 
-from .conftest import collector, running, take_until, wait_for
+from .conftest import collector, running, take_until
 
 
 def data_stream(sim: SimulatorThread, q_handler: Any, **subs: bool) -> StockDataStream:
@@ -67,7 +69,7 @@ def test_data_stream_reconnects_after_drop_and_after_clean_close(sim: SimulatorT
         take_until(q, lambda m: True, "first trade")
         for clean in (False, True):
             assert sim.disconnect("data", clean=clean) == 1
-            wait_for(lambda: sim.status()["data_clients"] == 1, "the SDK to reconnect", timeout=40)
+            eventually(lambda: sim.status()["data_clients"] == 1, "the SDK to reconnect", timeout=40)
             while not q.empty():
                 q.get_nowait()
             take_until(q, lambda m: isinstance(m, Trade), "trades after reconnect")
@@ -151,7 +153,7 @@ def listening(sim: SimulatorThread) -> bool:
 def test_trade_updates_new_fill_canceled_and_rejected(trading: TradingClient, sim: SimulatorThread) -> None:
     stream, q = trade_updates(sim)
     with running(stream):
-        wait_for(lambda: listening(sim), "trade_updates listener")
+        eventually(lambda: listening(sim), "trade_updates listener")
         trading.submit_order(
             MarketOrderRequest(symbol="AAPL", qty=3, side="buy", time_in_force="day", client_order_id="m1")
         )
@@ -180,11 +182,11 @@ def test_trade_updates_new_fill_canceled_and_rejected(trading: TradingClient, si
 
 def test_partial_fills_arrive_as_partial_fill_events() -> None:
     with SimulatorThread(["AAPL"], seed=3, tick_rate=50, partial_fills=True, initial_cash=1_000_000) as sim:
-        wait_for(lambda: "AAPL" in sim.ledger.quotes, "a quote")
+        eventually(lambda: "AAPL" in sim.ledger.quotes, "a quote")
         trading = TradingClient(DEFAULT_KEY_ID, DEFAULT_SECRET, url_override=sim.base_url)
         stream, q = trade_updates(sim)
         with running(stream):
-            wait_for(lambda: listening(sim), "trade_updates listener")
+            eventually(lambda: listening(sim), "trade_updates listener")
             trading.submit_order(MarketOrderRequest(symbol="AAPL", qty=1500, side="buy", time_in_force="gtc"))
             events = take_until(q, lambda u: u.event == "fill", "the final fill", timeout=30)
         parts = [u for u in events if u.event == "partial_fill"]
@@ -196,9 +198,9 @@ def test_partial_fills_arrive_as_partial_fill_events() -> None:
 def test_trading_stream_reconnects_after_a_drop(trading: TradingClient, sim: SimulatorThread) -> None:
     stream, q = trade_updates(sim)
     with running(stream):
-        wait_for(lambda: listening(sim), "trade_updates listener")
+        eventually(lambda: listening(sim), "trade_updates listener")
         assert sim.disconnect("trading", clean=False) == 1
-        wait_for(lambda: listening(sim), "the SDK to reconnect", timeout=40)
+        eventually(lambda: listening(sim), "the SDK to reconnect", timeout=40)
         trading.submit_order(MarketOrderRequest(symbol="MSFT", qty=1, side="sell", time_in_force="day"))
         take_until(q, lambda u: u.event == "fill", "fill after reconnect")
 

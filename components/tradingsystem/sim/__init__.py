@@ -3,5 +3,5 @@
 Modules: ``prices`` (synthetic GBM and CSV replay), ``ledger`` (account, matching, fills),
 ``faults`` (fault injection, rate limit), ``auth`` (key check), ``rest`` (REST and control
 routes), ``streams`` (market-data and trade_updates websockets), ``server`` (app assembly,
-``Simulator``, ``SimulatorThread``, ``run``).
+``Simulator``, ``run``); ``tradingsystem_testing.sim.SimulatorThread`` runs one in a thread for tests.
 """

@@ -1,4 +1,4 @@
-"""The Alpaca-compatible simulator: one aiohttp app on one port, in-process or as a thread.
+"""The Alpaca-compatible simulator: one aiohttp app on one port, in-process or as a process.
 
 One base URL serves every alpaca-py client (``P`` is the bound port)::
 
@@ -17,12 +17,8 @@ In async tests::
     ...  sim.ledger.cash, sim.ledger.positions, sim.faults.http_429_next = 2 ...
     await sim.stop()
 
-In sync tests (its own event loop in a daemon thread)::
-
-    with SimulatorThread(["AAPL"], seed=1) as sim:
-        client = TradingClient("SIMKEY", "SIMSECRET", url_override=sim.base_url)
-        sim.call(sim.ledger.snapshot)       # run a function on the simulator's loop
-        sim.faults.order_504_next = 1       # plain attribute writes are safe from any thread
+In sync tests, ``tradingsystem_testing.sim.SimulatorThread`` runs it on its own event loop in a
+daemon thread (the test harness, not shipped).
 
 Over HTTP (no auth): ``GET /_sim/ledger``, ``GET|POST /_sim/faults``, ``POST /_sim/reset``,
 ``POST /_sim/disconnect {"stream": "data|trading|all", "mode": "drop|close"}``, ``GET /_sim/status``,
@@ -38,19 +34,16 @@ the simulator's full speed (see ``bench/sim_throughput.py``).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import logging
 import signal
-import threading
 import time
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 
@@ -72,7 +65,6 @@ from tradingsystem.sim.session import SessionModel
 from tradingsystem.sim.streams import CHANNELS, DataStreamHub, TradingStreamHub
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 MAX_STEPS_PER_WAKE = 200
 HISTORY_BARS = 2_000  # per symbol and timeframe; enough to warm any indicator
@@ -289,52 +281,6 @@ def malformed(tick: Tick) -> Tick:
     if tick.kind == "q":
         return dataclasses.replace(tick, bid=tick.ask, ask=tick.bid)
     return dataclasses.replace(tick, high=tick.low, low=tick.high)
-
-
-class SimulatorThread:
-    """A ``Simulator`` on its own event loop in a daemon thread, for synchronous code.
-
-    Use as a context manager; attributes (``ledger``, ``faults``, ``base_url``, ...) are the
-    simulator's. Mutating the ledger must go through ``call`` (runs on the simulator's loop);
-    setting fault counters directly is fine.
-    """
-
-    def __init__(self, symbols: list[str], **kwargs: Any) -> None:
-        self.sim = Simulator(symbols, **kwargs)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="simulator", daemon=True)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.sim, name)
-
-    def start(self) -> SimulatorThread:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.sim.start(), self._loop).result(timeout=10)
-        return self
-
-    def stop(self) -> None:
-        with contextlib.suppress(concurrent.futures.TimeoutError):
-            asyncio.run_coroutine_threadsafe(self.sim.stop(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
-
-    def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the simulator's loop and return its result."""
-
-        async def _run() -> T:
-            return fn(*args)
-
-        return asyncio.run_coroutine_threadsafe(_run(), self._loop).result(timeout=10)
-
-    def disconnect(self, stream: str = "all", clean: bool = False) -> int:
-        return asyncio.run_coroutine_threadsafe(self.sim.disconnect(stream, clean), self._loop).result(10)
-
-    def __enter__(self) -> SimulatorThread:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def from_settings(settings: Settings) -> Simulator:

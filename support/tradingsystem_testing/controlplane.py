@@ -1,7 +1,7 @@
 """A real Kubernetes control plane (etcd + kube-apiserver [+ kube-controller-manager]) on loopback.
 
-Used by the test suite (one per pytest session) and by ``tradingsystem-operator dev-cluster``.
-It starts the binaries the way controller-runtime's envtest does: free 127.0.0.1 ports, a temporary
+Used by the test suite (one per pytest session), the operator benchmark and
+``tradingsystem-dev dev-cluster``. It starts the binaries the way controller-runtime's envtest does: free 127.0.0.1 ports, a temporary
 data directory, generated certificates (CA, one serving certificate, an admin client certificate in
 ``system:masters`` and a service-account key pair) and RBAC authorization, so permission tests mean
 something. Every process runs in its own process group and is stopped (TERM, then KILL) by ``stop()``,
@@ -24,18 +24,19 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
 import threading
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import yaml
+
+from tradingsystem_testing.ports import free_port
+from tradingsystem_testing.waiting import WaitTimeout, eventually
 
 K8S_VERSION = "v1.34.4"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
@@ -86,13 +87,6 @@ def locate_assets(names: Iterable[str]) -> dict[str, Path]:
         if len(found) < len(names):
             raise ControlPlaneError(f"{BUILD_SCRIPT} did not produce {sorted(set(names) - set(found))}")
     return found
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (start() retries if it is taken before use)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- certificates ------------------------------------------------------------------------------
@@ -434,17 +428,22 @@ class ControlPlane:
         self._processes.append(proc)
         return proc
 
-    def _wait(self, what: str, ready: Any, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            self.check_alive()
-            with contextlib.suppress(OSError, ssl.SSLError, http.client.HTTPException):
-                if ready():
-                    return
-            if time.monotonic() > deadline:
-                tails = "\n".join(f"--- {p.name}\n{p.log_tail(10)}" for p in self._processes)
-                raise ControlPlaneError(f"timed out after {timeout:.0f}s waiting for {what}\n{tails}")
-            time.sleep(0.2)
+    def _wait(self, what: str, ready: Callable[[], bool], timeout: float) -> None:
+        def probe() -> bool:
+            self.check_alive()  # a component that died fails at once, with its log
+            return ready()
+
+        try:
+            eventually(
+                probe,
+                what,
+                timeout=timeout,
+                every=0.2,
+                ignore=(OSError, ssl.SSLError, http.client.HTTPException),
+            )
+        except WaitTimeout as exc:
+            tails = "\n".join(f"--- {p.name}\n{p.log_tail(10)}" for p in self._processes)
+            raise ControlPlaneError(f"{exc}\n{tails}") from None
 
     def _get_ok(self, port: int, path: str, context: ssl.SSLContext | None) -> bool:
         conn: http.client.HTTPConnection
@@ -586,7 +585,7 @@ class ControlPlane:
 
 
 def run_dev_cluster(*, controller_manager: bool = True, prometheus_crds: bool = True) -> int:
-    """``tradingsystem-operator dev-cluster``: start, print ``export KUBECONFIG=…``, run until stopped."""
+    """``tradingsystem-dev dev-cluster``: start, print ``export KUBECONFIG=…``, run until stopped."""
     stop = threading.Event()
     # Ctrl-C and SIGTERM only set a flag: an interrupt raised mid-start or mid-print would skip
     # the orderly shutdown. A stop requested during start takes effect once start completes.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tradingsystem_operator.controlplane import free_port
+from tradingsystem_testing.ports import free_port
 
 
 @dataclass
@@ -69,7 +69,9 @@ def operator_process(
 ) -> Iterator[OperatorProcess]:
     """One namespace-scoped operator on free 127.0.0.1 ports; stopped on exit."""
     metrics_port, liveness_port = free_port(), free_port()
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "TRADINGSYSTEM_OPERATOR_RESYNC_S": str(resync_s)}
+    # Without KUBERNETES_* (set inside a pod) kopf logs in with the kubeconfig, not in-cluster.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    env.update(KUBECONFIG=str(kubeconfig), TRADINGSYSTEM_OPERATOR_RESYNC_S=str(resync_s))
     argv = [
         *(sys.executable, "-m", "tradingsystem_operator.main", "run", "--namespace", namespace),
         *("--metrics-port", str(metrics_port), "--liveness", f"http://127.0.0.1:{liveness_port}/healthz"),
