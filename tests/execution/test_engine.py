@@ -20,7 +20,7 @@ from tradingsystem.common.wire import (
     now_ns,
 )
 from tradingsystem.execution.orders import Order
-from tradingsystem.execution.service import Engine
+from tradingsystem.execution.service import ExecutionService
 from tradingsystem.execution.store import OrderStore
 from tradingsystem.sim.server import SimulatorThread
 
@@ -31,7 +31,7 @@ class Harness:
     """A running engine plus the risk-side publisher and a report subscriber."""
 
     def __init__(self, settings: Settings) -> None:
-        self.engine = Engine(settings)
+        self.engine = ExecutionService(settings)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.engine.run, args=(self.stop,), daemon=True)
         self.risk = Publisher(settings.bus.bind_endpoint(settings.bus.risk), service="risk-manager")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import tempfile
 import threading
 import time
 import urllib.request
@@ -31,6 +32,8 @@ from tradingsystem.common.wire import (
     RiskStatus,
     Side,
     Signal,
+    SyncReply,
+    SyncRequest,
 )
 from tradingsystem.risk.reconcile import BrokerPosition
 from tradingsystem.risk.service import RiskService
@@ -89,14 +92,30 @@ class Harness:
                 msg = self.out.recv().msg
                 if isinstance(msg, kind):
                     return msg
-                assert isinstance(msg, Heartbeat | RiskStatus | OrderIntent | Rejection), msg
+                assert isinstance(msg, Heartbeat | RiskStatus | OrderIntent | Rejection | SyncRequest), msg
         raise AssertionError(f"no {kind.__name__} received")
 
     def state(self) -> dict[str, Any]:
         return http(self.port, "/state")[1]
 
 
-def start(positions: Callable[[], list[BrokerPosition]] | None = None, **risk: Any) -> Iterator[Harness]:
+def answer_first_sync(h: Harness, head: int = 0) -> None:
+    """Play the execution-engine's part of the start-up resync: "my outbox ends at ``head``"."""
+    request = h.next_decision(SyncRequest)
+    wait_for(
+        lambda: h.service._synced,
+        "the first resync",
+        every=lambda: h.execution.publish(
+            SyncReply(request_id=request.request_id, head=head, replayed_to=max(request.since, head))
+        ),
+    )
+
+
+def start(
+    positions: Callable[[], list[BrokerPosition]] | None = None,
+    state_dir: str | None = None,
+    **risk: Any,
+) -> Iterator[Harness]:
     market = Publisher("tcp://127.0.0.1:*", service="market-data")
     signals = Publisher("tcp://127.0.0.1:*", service="signal-bridge")
     execution = Publisher("tcp://127.0.0.1:*", service="execution-engine")
@@ -109,7 +128,13 @@ def start(positions: Callable[[], list[BrokerPosition]] | None = None, **risk: A
             "risk": f"tcp://127.0.0.1:{free_port()}",
             "heartbeat_interval_s": 0.05,
         },
-        risk={"sizing": "fixed", "order_qty": 10, "reconcile_on_start": positions is not None, **risk},
+        risk={
+            "sizing": "fixed",
+            "order_qty": 10,
+            "reconcile_on_start": positions is not None,
+            "state_path": f"{state_dir or tempfile.mkdtemp(prefix='risk-test-')}/risk.sqlite",
+            **risk,
+        },
     )
     out = Subscriber(settings.bus.risk)
     service = RiskService(settings, positions=positions, http_port=0)
@@ -120,6 +145,7 @@ def start(positions: Callable[[], list[BrokerPosition]] | None = None, **risk: A
     try:
         wait_for(lambda: service.health.ready, "readiness")
         h.next_decision(Heartbeat)  # our subscription is live
+        answer_first_sync(h)
         # Re-send the quote until it arrives: the service's SUB may still be joining.
         wait_for(
             lambda: "AAPL" in h.state()["marks"],
@@ -169,6 +195,7 @@ def test_orders_rejections_fills_and_halt_over_the_bus(harness: Harness) -> None
             filled_qty=10,
             last_fill_qty=10,
             last_fill_price=99.5,
+            report_seq=1,
         )
     )
     pos = wait_for(lambda: _filled(h.state()["positions"].get("AAPL"), 10), "the fill")

@@ -9,7 +9,9 @@ timeout adapter is mounted on its session, so this policy alone decides:
   (429 honours ``Retry-After``); any other 4xx is final and never retried;
 * after an *ambiguous* failure (timeout, connection drop, 5xx: the order may have reached
   the broker) the order is looked up by client_order_id before it is sent again, and a
-  found order is adopted. A 422 duplicate client_order_id likewise means "already there".
+  found order is adopted. A 422 duplicate client_order_id likewise means "already there":
+  it is proof the broker holds the order, so it is never turned into a rejection, even when
+  the lookup cannot see the order yet (``HeldByBroker``: the caller keeps looking it up).
 
 Together with the deterministic client_order_id this makes a duplicate order impossible.
 """
@@ -56,6 +58,16 @@ class Rejected(Exception):
 
 class Unavailable(Exception):
     """Retries exhausted on transient failures; whether an order exists is still unknown."""
+
+
+class HeldByBroker(Exception):
+    """The broker answered 422 "client_order_id must be unique": it holds this order, but a
+    lookup could not return it yet. Not a rejection; the order's fills must still be taken."""
+
+
+def _duplicate_cid(exc: Rejected) -> bool:
+    text = exc.message.lower()
+    return exc.status == 422 and "client_order_id" in text and "unique" in text
 
 
 class _Transient(Exception):
@@ -228,6 +240,9 @@ class Broker:
                     )
                     if found is not None:
                         return found
+                    if _duplicate_cid(exc):
+                        # The broker says it has it: keep looking it up, never "rejected".
+                        raise HeldByBroker(f"{order.client_order_id}: {exc.message}") from None
                 raise
         raise AssertionError("unreachable")
 
