@@ -273,6 +273,17 @@ class RiskEngine:
             del self.open_orders[report.client_order_id]
         return True
 
+    def release_foreign(self, cid: str, position: tuple[float, float] | None) -> None:
+        """An order seeded from the broker that the broker no longer holds open and the
+        execution-engine never knew: stop counting it and take the symbol's position over
+        from the broker again (its fills produce no execution reports)."""
+        o = self.open_orders.pop(cid, None)
+        if o is None:
+            return
+        self.pending[o.symbol].add(o.side, -o.remaining)
+        qty, avg = position or (0.0, 0.0)
+        self.book.seed(o.symbol, dec(qty), dec(avg))
+
     def replay_intent(self, cid: str) -> OrderIntent | None:
         """The intent of an order approved here, to publish again (the execution-engine lost
         or never received it; it dedupes by cid and rejects it if too old)."""

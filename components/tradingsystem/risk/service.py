@@ -67,6 +67,8 @@ from tradingsystem.risk.resync import ReportVerdict, Resync, SyncTrigger
 from tradingsystem.risk.store import RiskStore
 
 SERVICE = "risk-manager"
+
+
 POLL_MS = 100
 MAX_BATCH = 256  # messages drained per socket before looking at the others again
 log = logging.getLogger(__name__)
@@ -259,6 +261,14 @@ class RiskService:
         engine has never seen (it dedupes by cid and rejects the stale ones)."""
         with self._lock:
             replays = [i for i in (self.engine.replay_intent(cid) for cid in reply.unknown) if i is not None]
+            foreign = [
+                c
+                for c in reply.unknown
+                if (o := self.engine.open_orders.get(c)) is not None and o.from_broker
+            ]
+        if foreign:
+            self._release_closed_foreign(foreign)
+        with self._lock:
             self.resync.on_reply(reply, time.monotonic())
             self._persist()
         for intent in replays:
@@ -269,6 +279,26 @@ class RiskService:
         if not self._synced and self.resync.pending is None:
             self._synced = True
             log.info("in sync with the execution-engine at report %s", self.resync.last_seq)
+
+    def _release_closed_foreign(self, cids: list[str]) -> None:
+        """Orders counted from the broker at start that the engine never knew: only the broker
+        can say when they end. One read of its open orders and positions (errors: next resync)."""
+        if self._open_orders is None or self._positions is None:
+            return
+        try:
+            still_open = {o.client_order_id for o in self._open_orders()}
+            positions = {p.symbol: (p.qty, p.avg_entry_price) for p in self._positions()}
+        except Exception as exc:  # transport or API error: the next periodic resync retries
+            log.warning("broker open orders unavailable: %s", type(exc).__name__)
+            return
+        with self._lock:
+            for cid in cids:
+                if cid not in still_open:
+                    order = self.engine.open_orders.get(cid)
+                    if order is not None:
+                        log.warning("broker order %s no longer open: released", cid)
+                        self.engine.release_foreign(cid, positions.get(order.symbol))
+            self._dirty = True
 
     def _dispatch(self, msg: Msg, pub: Publisher) -> None:
         decision: OrderIntent | Rejection | None = None
@@ -324,7 +354,7 @@ class RiskService:
     def _housekeeping(self, pub: Publisher) -> None:
         with self._lock:
             status = (self.engine.state, self.engine.state_reason)
-            open_cids = sorted(cid for cid, o in self.engine.open_orders.items() if not o.from_broker)
+            open_cids = sorted(self.engine.open_orders)
         trigger = self.resync.pending
         request = self.resync.request(time.monotonic(), open_cids)
         if request is not None:
