@@ -8,7 +8,10 @@ SQLite store opened read-only (the engine keeps running).
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
+import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -70,7 +73,9 @@ class Audit:
     max_order_qty: Decimal
 
 
-def audit(p: Pipeline, db: Path, max_age_s: float) -> Audit:
+def audit(p: Pipeline, db: Path, max_age_s: float, transit_s: float) -> Audit:
+    """``transit_s``: the request timeout. The engine starts no POST past the age limit; the
+    broker may record it up to one request later (a slow broker answers late)."""
     snap = ledger(p)
     cids = Counter(o["client_order_id"] for o in snap["orders"])
     approved = {row[0]: row[5] or row[6] for row in store_rows(db)}
@@ -78,7 +83,7 @@ def audit(p: Pipeline, db: Path, max_age_s: float) -> Audit:
         o["client_order_id"]
         for o in snap["orders"]
         if o["client_order_id"] in approved
-        and _ns(o["submitted_at"]) - approved[o["client_order_id"]] > max_age_s * 1e9
+        and _ns(o["submitted_at"]) - approved[o["client_order_id"]] > (max_age_s + transit_s) * 1e9
     ]
     position: dict[str, Decimal] = defaultdict(Decimal)
     peak: dict[str, Decimal] = defaultdict(Decimal)
@@ -106,4 +111,55 @@ def books_agree(p: Pipeline, db: Path) -> tuple[dict[str, float], dict[str, floa
     return books if books[0] == books[1] == books[2] else None
 
 
-__all__ = ["Audit", "audit", "books_agree", "broker_positions", "ledger", "risk_state", "store_positions"]
+def control(p: Pipeline, action: str, reason: str) -> dict[str, Any]:
+    """``POST /control`` on the risk manager."""
+    req = urllib.request.Request(
+        p.url("risk-manager", "/control"),
+        data=json.dumps({"action": action, "reason": reason}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return dict(json.loads(resp.read()))
+
+
+def settle_and_check(
+    p: Pipeline, db: Path, *, max_age_s: float, max_position: float, timeout: float = 120
+) -> Audit:
+    """Halt, let every order end, then the three books must agree and the ledger be clean:
+    no duplicate client_order_id, nothing sent past the age limit, no position over its limit.
+    Trading resumes afterwards."""
+    control(p, "halt", "settle")
+    deadline = time.monotonic() + timeout
+    books = None
+    while books is None and time.monotonic() < deadline:
+        books = books_agree(p, db)
+        if books is None:
+            time.sleep(0.3)
+    state = risk_state(p) or {}
+    assert books is not None, (
+        f"books never agreed: risk={risk_positions(state) if state else None} open={state.get('open_order_ids')} "
+        f"broker={broker_positions(ledger(p))} store={store_positions(db)}"
+    )
+    report = audit(p, db, max_age_s, p.settings.execution.request_timeout_s)
+    print(f"\nbooks agree: {books[1]}; {report.orders} orders, {report.fills} fills at the broker")
+    assert report.duplicate_cids == []
+    assert report.stale_sent == []
+    assert all(q <= Decimal(str(max_position)) for q in report.max_abs_position.values()), (
+        report.max_abs_position
+    )
+    control(p, "resume", "settled")
+    return report
+
+
+__all__ = [
+    "Audit",
+    "audit",
+    "books_agree",
+    "broker_positions",
+    "control",
+    "ledger",
+    "risk_state",
+    "settle_and_check",
+    "store_positions",
+]

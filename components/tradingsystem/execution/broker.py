@@ -60,6 +60,15 @@ class Unavailable(Exception):
     """Retries exhausted on transient failures; whether an order exists is still unknown."""
 
 
+class TooOld(Exception):
+    """No (further) POST: the order is past its age limit. ``may_exist``: an earlier attempt
+    was ambiguous, so only a lookup can tell whether it reached the broker."""
+
+    def __init__(self, cid: str, may_exist: bool) -> None:
+        super().__init__(f"{cid}: past its age limit, not sent")
+        self.may_exist = may_exist
+
+
 class HeldByBroker(Exception):
     """The broker answered 422 "client_order_id must be unique": it holds this order, but a
     lookup could not return it yet. Not a rejection; the order's fills must still be taken."""
@@ -209,13 +218,16 @@ class Broker:
         return {p["symbol"]: float(p["qty"]) for p in rows if float(p["qty"])}  # type: ignore[index]
 
     # --- the order ---------------------------------------------------------------------
-    def submit(self, order: Order, *, may_exist: bool = False) -> BrokerOrder:
+    def submit(
+        self, order: Order, *, may_exist: bool = False, not_after_ns: int | None = None
+    ) -> BrokerOrder:
         """Place ``order`` exactly once; returns the broker's order.
 
         Raises ``Rejected`` for a definitive refusal and ``Unavailable`` when the outcome is
         still unknown after ``max_attempts`` (the caller keeps the order pending and
         reconciles it later by client_order_id). ``may_exist``: an earlier attempt (before a
-        crash) may have reached the broker, so look before sending.
+        crash) may have reached the broker, so look before sending. ``not_after_ns``: no POST
+        starts after this time (retries included): ``TooOld`` instead.
         """
         request = self._request(order)
         ambiguous = may_exist
@@ -226,6 +238,8 @@ class Broker:
                     if found is not None:
                         log.info("order %s found at broker after ambiguous failure", order.client_order_id)
                         return found
+                if not_after_ns is not None and time.time_ns() > not_after_ns:
+                    raise TooOld(order.client_order_id, ambiguous)
                 return self._call("submit_order", lambda: self._post(request))
             except _Transient as exc:
                 ambiguous = ambiguous or exc.ambiguous

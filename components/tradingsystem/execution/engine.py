@@ -58,6 +58,10 @@ class Engine:
         self.queued = max(0, self.queued - 1)
         return ExecRejectReason.STALE if order.age_ns(now_ns) > self.limits.max_age_ns else None
 
+    def send_deadline_ns(self, order: Order) -> int:
+        """No POST of ``order`` may start after this (first attempt, retries, re-placement)."""
+        return (order.approved_ts or order.created_ns) + self.limits.max_age_ns
+
     def reconcile_action(self, order: Order, found: bool, now_ns: int) -> ReconcileAction:
         if found:
             return ReconcileAction.APPLY

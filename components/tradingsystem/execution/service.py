@@ -66,6 +66,7 @@ from tradingsystem.execution.broker import (
     BrokerOrder,
     HeldByBroker,
     Rejected,
+    TooOld,
     Unavailable,
     credentials,
 )
@@ -168,7 +169,17 @@ class ExecutionService:
         if order.origin_ts and not may_exist:  # a re-placement after a crash is not tick latency
             TICK_TO_ORDER_LATENCY.observe(max(0, now_ns() - order.origin_ts) / 1e9)
         try:
-            bo = self.broker.submit(order, may_exist=may_exist)
+            bo = self.broker.submit(
+                order, may_exist=may_exist, not_after_ns=self.engine.send_deadline_ns(order)
+            )
+        except TooOld as exc:
+            if exc.may_exist:  # an attempt was ambiguous: reconciliation looks it up, then decides
+                log.error("order %s past its age limit after an ambiguous attempt", order.client_order_id)
+            else:
+                self._reject(
+                    order, ExecRejectReason.STALE, "past resubmit_max_age_s before the broker took it"
+                )
+            return
         except Rejected as exc:
             self._reject(
                 order, ExecRejectReason.BROKER, f"broker {exc.status} {exc.code or ''}: {exc.message}".strip()
