@@ -10,6 +10,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -114,6 +115,7 @@ def answer_first_sync(h: Harness, head: int = 0) -> None:
 def start(
     positions: Callable[[], list[BrokerPosition]] | None = None,
     state_dir: str | None = None,
+    sync: bool = True,
     **risk: Any,
 ) -> Iterator[Harness]:
     market = Publisher("tcp://127.0.0.1:*", service="market-data")
@@ -145,7 +147,8 @@ def start(
     try:
         wait_for(lambda: service.health.ready, "readiness")
         h.next_decision(Heartbeat)  # our subscription is live
-        answer_first_sync(h)
+        if sync:
+            answer_first_sync(h)
         # Re-send the quote until it arrives: the service's SUB may still be joining.
         wait_for(
             lambda: "AAPL" in h.state()["marks"],
@@ -236,5 +239,52 @@ def test_positions_seeded_from_the_broker_at_start() -> None:
         h.signals.publish(sig(100.0, Action.FLAT, ts=5))  # closing the seeded short is reducing
         order = h.next_decision(OrderIntent)
         assert (order.side, order.qty, order.reducing) == (Side.BUY, 5.0, True)
+    finally:
+        gen.close()
+
+
+def test_signals_are_refused_until_the_first_resync_with_the_execution_engine() -> None:
+    gen = start(sync=False)
+    h = next(gen)
+    try:
+        h.signals.publish(sig(100.0, ts=11))
+        assert h.next_decision(Rejection).reason is RejectReason.NOT_SYNCED
+        answer_first_sync(h)
+        h.signals.publish(sig(100.0, ts=12))
+        assert isinstance(h.next_decision(OrderIntent), OrderIntent)
+    finally:
+        gen.close()
+
+
+def test_a_restart_keeps_the_halt_and_replays_the_intents_the_engine_never_saw(tmp_path: Path) -> None:
+    gen = start(state_dir=str(tmp_path))
+    h = next(gen)
+    try:
+        h.signals.publish(sig(100.0, ts=21))
+        lost = h.next_decision(OrderIntent)  # published, but no execution-engine got it
+        assert http(h.port, "/control", {"action": "halt", "reason": "desk"})[0] == 200
+    finally:
+        gen.close()
+
+    gen = start(state_dir=str(tmp_path), sync=False)
+    h = next(gen)
+    try:
+        state = h.state()
+        assert (state["state"], state["kill_switch"], state["open_order_ids"]) == (
+            "HALTED",
+            True,
+            [lost.client_order_id],
+        )
+        request = h.next_decision(SyncRequest)
+        assert lost.client_order_id in request.open
+        h.execution.publish(
+            SyncReply(request_id=request.request_id, head=0, replayed_to=0, unknown=request.open)
+        )
+        replay = h.next_decision(OrderIntent)
+        assert (replay.client_order_id, replay.qty, replay.approved_ts) == (
+            lost.client_order_id,
+            lost.qty,
+            lost.approved_ts,
+        )
     finally:
         gen.close()

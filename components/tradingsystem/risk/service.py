@@ -113,6 +113,7 @@ class RiskService:
             )
         self.resync = Resync(stored[1] if stored is not None else None, rs.resync_interval_s)
         self._synced = False  # the first resync completed: signals may be approved
+        self._dirty = False  # reports applied since the state was last written
         self.health = Health(SERVICE)
         port = rs.http_port if http_port is None else http_port
         routes = {"/state": self._get_state, "/control": self._post_control}
@@ -243,8 +244,6 @@ class RiskService:
             with self._lock:
                 self._persist()
             self._dirty = False
-
-    _dirty = False
 
     def _on_report(self, report: ExecutionReport) -> None:
         verdict = self.resync.on_report(report.report_seq)
