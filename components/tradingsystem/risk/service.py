@@ -67,6 +67,7 @@ from tradingsystem.risk.resync import ReportVerdict, Resync, SyncTrigger
 from tradingsystem.risk.store import RiskStore
 
 SERVICE = "risk-manager"
+EXECUTION = "execution-engine"
 
 
 POLL_MS = 100
@@ -162,14 +163,17 @@ class RiskService:
             if not self._seed(stop):
                 return 0 if stop.is_set() else 1
             pub = Publisher(bus.bind_endpoint(bus.risk), service=SERVICE, curve=self._curve())
-            subs = [
-                Subscriber(bus.signals, [TOPIC_SIGNAL], curve=self._curve("signal-bridge")),
+            publishers = {
+                "signal-bridge": Subscriber(bus.signals, [TOPIC_SIGNAL], curve=self._curve("signal-bridge")),
                 # Heartbeats too: a restarted engine is noticed by its new epoch within a second.
-                Subscriber(
-                    bus.execution, [TOPIC_EXEC, TOPIC_HEARTBEAT], curve=self._curve("execution-engine")
+                EXECUTION: Subscriber(
+                    bus.execution, [TOPIC_EXEC, TOPIC_HEARTBEAT], curve=self._curve(EXECUTION)
                 ),
-                Subscriber(bus.market_data, [TOPIC_QUOTE, TOPIC_TRADE], curve=self._curve("market-data")),
-            ]
+                "market-data": Subscriber(
+                    bus.market_data, [TOPIC_QUOTE, TOPIC_TRADE], curve=self._curve("market-data")
+                ),
+            }
+            subs = list(publishers.values())
             poller = zmq.Poller()
             for sub in subs:
                 poller.register(sub.sock, zmq.POLLIN)
@@ -178,9 +182,9 @@ class RiskService:
             log.info("risk-manager ready, publishing on %s", pub.endpoint)
             while not stop.is_set():
                 ready = dict(poller.poll(POLL_MS))
-                for sub in subs:
+                for name, sub in publishers.items():
                     if sub.sock in ready:
-                        self._drain(sub, pub)
+                        self._drain(sub, pub, name)
                 self._housekeeping(pub)
             return 0
         finally:
@@ -217,12 +221,12 @@ class RiskService:
             self._persist()
         return True
 
-    def _drain(self, sub: Subscriber, pub: Publisher) -> None:
+    def _drain(self, sub: Subscriber, pub: Publisher, publisher: str) -> None:
         for _ in range(MAX_BATCH):
             try:
                 rec = sub.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                break
             except WireError:
                 m.MESSAGES_DROPPED.labels(SERVICE, "malformed").inc()
                 continue
@@ -235,10 +239,11 @@ class RiskService:
             self._hop[kind].observe(max(time.time_ns() - rec.msg.ts, 0) / 1e9)
             if rec.gap:
                 m.SEQUENCE_GAPS.labels(SERVICE, kind.decode()).inc(rec.gap)
-            if rec.restarted and kind in (TOPIC_EXEC, TOPIC_EXEC_SYNC, TOPIC_HEARTBEAT):
-                m.PUBLISHER_RESTARTS.labels(SERVICE, "execution-engine").inc()
-                log.warning("execution-engine restarted (new epoch): resync")
-                self.resync.need(SyncTrigger.EPOCH)
+            if rec.restarted:
+                m.PUBLISHER_RESTARTS.labels(SERVICE, publisher).inc()
+                log.warning("%s restarted (new epoch)", publisher)
+                if publisher == EXECUTION:
+                    self.resync.need(SyncTrigger.EPOCH)
             self._dispatch(rec.msg, pub)
         if self._dirty:
             with self._lock:
