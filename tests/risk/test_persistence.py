@@ -31,12 +31,12 @@ def approved(decision: OrderIntent | Rejection) -> OrderIntent:
 def restarted(eng: RiskEngine, clock: FakeClock, tmp_path: Path, **risk: object) -> RiskEngine:
     """Through the real store, as a new process would: export, write, read, restore."""
     store = RiskStore(tmp_path / "risk.sqlite")
-    store.save(eng.export(), 7, clock())
+    store.save(eng.export(), 7, clock(), eng.take_order_changes(), durable=True)
     store.close()
     loaded = RiskStore(tmp_path / "risk.sqlite").load()
-    assert loaded is not None and loaded[1] == 7
+    assert loaded is not None and loaded[2] == 7
     fresh = make_engine(clock, **risk)
-    fresh.restore(loaded[0])
+    fresh.restore(loaded[0], loaded[1])
     return fresh
 
 
@@ -118,3 +118,20 @@ def test_a_report_for_an_order_never_counted_here_moves_nothing() -> None:
     )
     assert not eng.on_report(stray)
     assert eng.book.qty("AAPL") == 0
+
+
+def test_only_changed_open_orders_are_written_and_closed_ones_deleted(tmp_path: Path) -> None:
+    clock = FakeClock()
+    eng = make_engine(clock)
+    eng.on_quote(quote("AAPL", 100.0))
+    a = approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
+    b = approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
+    store = RiskStore(tmp_path / "risk.sqlite")
+    store.save(eng.export(), 1, clock(), eng.take_order_changes())
+    eng.on_report(report(a, 10, 100.0))  # a closes
+    upserts, closed = eng.take_order_changes()
+    assert (upserts, closed) == ({}, [a.client_order_id])
+    store.save(eng.export(), 2, clock(), (upserts, closed))
+    loaded = store.load()
+    store.close()
+    assert loaded is not None and set(loaded[1]) == {b.client_order_id}

@@ -104,7 +104,7 @@ def answer_first_sync(h: Harness, head: int = 0) -> None:
     """Play the execution-engine's part of the start-up resync: "my outbox ends at ``head``"."""
     request = h.next_decision(SyncRequest)
     wait_for(
-        lambda: h.service._synced,
+        lambda: h.service.resync.last_seq is not None and h.service.resync.pending is None,
         "the first resync",
         every=lambda: h.execution.publish(
             SyncReply(request_id=request.request_id, head=head, replayed_to=max(request.since, head))
@@ -243,8 +243,11 @@ def test_positions_seeded_from_the_broker_at_start() -> None:
         gen.close()
 
 
-def test_signals_are_refused_until_the_first_resync_with_the_execution_engine() -> None:
-    gen = start(sync=False)
+def test_after_a_restart_signals_are_refused_until_the_first_resync(tmp_path: Path) -> None:
+    gen = start(state_dir=str(tmp_path))
+    next(gen)
+    gen.close()
+    gen = start(state_dir=str(tmp_path), sync=False)
     h = next(gen)
     try:
         h.signals.publish(sig(100.0, ts=11))

@@ -27,7 +27,8 @@ execution-engine's durable ``report_seq`` order (``risk.resync``).
 
 Everything a restart must not forget — kill switch set by control, manual reduce, both loss
 latches, the trading day and its P&L baseline, positions, marks, open orders — is exported
-as one ``PersistedState`` (``export``/``restore``); the service writes it to its store.
+as one ``PersistedState`` (``export``) plus the open orders changed since the last write
+(``take_order_changes``); ``restore`` takes both back. The service writes them to its store.
 """
 
 from __future__ import annotations
@@ -132,7 +133,9 @@ class PersistedOrder(msgspec.Struct, array_like=True, frozen=True):
 
 
 class PersistedState(msgspec.Struct, frozen=True, kw_only=True):
-    """What a restarted risk manager must not forget (decimals are kept exact)."""
+    """What a restarted risk manager must not forget (decimals are kept exact), but the open
+    orders: those are kept one row each (``PersistedOrder``), written as they change, so an
+    approval costs one small row however many orders are open."""
 
     next_roll_ns: int
     kill: str | None = None  # set by control; the config's kill switch is re-read at start
@@ -144,7 +147,6 @@ class PersistedState(msgspec.Struct, frozen=True, kw_only=True):
     baseline_pending: list[str] = []
     marks: dict[str, Decimal] = {}
     positions: dict[str, PersistedPosition] = {}
-    open_orders: dict[str, PersistedOrder] = {}
 
 
 class RiskEngine:
@@ -163,6 +165,7 @@ class RiskEngine:
         self.symbols = frozenset(symbols)
         self.book = PositionBook()
         self.open_orders: dict[str, OpenOrder] = {}
+        self._changed_orders: set[str] = set()  # cids added, filled or removed since last taken
         self.pending: dict[str, Pending] = {}
         self._order_qty = dec(order_qty)
         self._sizing = sizing
@@ -248,6 +251,7 @@ class RiskEngine:
         if cid in self.open_orders:
             return
         self.open_orders[cid] = OpenOrder(symbol, side, dec(qty), dec(filled))
+        self._changed_orders.add(cid)
         self.pending.setdefault(symbol, Pending()).add(side, max(dec(qty) - dec(filled), ZERO))
 
     def on_report(self, report: ExecutionReport) -> bool:
@@ -271,6 +275,7 @@ class RiskEngine:
         if report.status in TERMINAL:
             self.pending[order.symbol].add(order.side, -order.remaining)
             del self.open_orders[report.client_order_id]
+        self._changed_orders.add(report.client_order_id)
         return True
 
     def release_foreign(self, cid: str, position: tuple[float, float] | None) -> None:
@@ -280,6 +285,7 @@ class RiskEngine:
         o = self.open_orders.pop(cid, None)
         if o is None:
             return
+        self._changed_orders.add(cid)
         self.pending[o.symbol].add(o.side, -o.remaining)
         qty, avg = position or (0.0, 0.0)
         self.book.seed(o.symbol, dec(qty), dec(avg))
@@ -317,15 +323,24 @@ class RiskEngine:
             positions={
                 s: PersistedPosition(p.qty, p.avg_price, p.realized) for s, p in book.positions.items()
             },
-            open_orders={
-                cid: PersistedOrder(
-                    o.symbol, o.side, o.qty, o.filled, o.approved_ts, o.ref_price, o.reducing, o.origin_ts
-                )
-                for cid, o in self.open_orders.items()
-            },
         )
 
-    def restore(self, p: PersistedState) -> None:
+    def take_order_changes(self) -> tuple[dict[str, PersistedOrder], list[str]]:
+        """Open orders added or changed, and ids of orders closed, since the last call."""
+        upserts: dict[str, PersistedOrder] = {}
+        closed: list[str] = []
+        for cid in self._changed_orders:
+            o = self.open_orders.get(cid)
+            if o is None:
+                closed.append(cid)
+            else:
+                upserts[cid] = PersistedOrder(
+                    o.symbol, o.side, o.qty, o.filled, o.approved_ts, o.ref_price, o.reducing, o.origin_ts
+                )
+        self._changed_orders.clear()
+        return upserts, closed
+
+    def restore(self, p: PersistedState, open_orders: dict[str, PersistedOrder]) -> None:
         """Take over a state written by an earlier process; a new trading day since then rolls
         (latches and today's baseline clear; a control kill switch stays)."""
         if p.kill is not None:
@@ -342,7 +357,7 @@ class RiskEngine:
         book._baseline_pending = set(p.baseline_pending)
         self.open_orders = {}
         self.pending = {}
-        for cid, o in p.open_orders.items():
+        for cid, o in open_orders.items():
             self.open_orders[cid] = OpenOrder(
                 o.symbol, o.side, o.qty, o.filled, o.approved_ts, o.ref_price, o.reducing, o.origin_ts
             )
@@ -406,6 +421,7 @@ class RiskEngine:
             origin_ts=sig.origin_ts,
         )
         self.pending.setdefault(symbol, Pending()).add(side, qty)
+        self._changed_orders.add(cid)
         return OrderIntent(
             client_order_id=cid,
             symbol=symbol,

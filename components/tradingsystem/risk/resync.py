@@ -11,7 +11,9 @@ answers with a ``SyncReply`` on the same socket, so the answer arrives after the
 request lost on the way (a subscriber still joining) is sent again after ``retry_s``.
 
 A manager with no stored state (first start) asks with ``since=-1`` ("only your head"): its
-positions and open orders come from the broker, which already holds everything before it.
+positions and open orders come from the broker, which already holds everything before it;
+reports arriving before that answer are applied without a sequence (``UNSYNCED``): the risk
+engine moves its book only for orders it counts, and by cumulative quantity.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ class ReportVerdict(enum.StrEnum):
     APPLY = "apply"  # the next one in sequence
     DUPLICATE = "duplicate"  # already applied (a replay overlapping the live stream)
     GAP = "gap"  # one or more before it are missing: not applied, resync
-    UNSYNCED = "unsynced"  # no sequence yet (first start, before the first answer)
+    # No sequence yet (first start, before the first answer): applied by the engine's own
+    # rules (orders counted here only, cumulative fills), as the answer's head covers it.
+    UNSYNCED = "unsynced"
 
 
 class SyncTrigger(enum.StrEnum):

@@ -11,8 +11,8 @@ its intent is published, a control *before* it is acknowledged, reports at the e
 batch, a state change before it is published. At start the stored state is restored (same
 trading day: same latches), the broker's open orders are counted, and a resync with the
 execution-engine's outbox (``risk.resync``) delivers every report missed while down and
-replays every approved intent the engine never received. Signals are rejected
-(``not_synced``) until that first resync has completed.
+replays every approved intent the engine never received. After a restart with stored state,
+signals are rejected (``not_synced``) until that first resync has completed.
 """
 
 from __future__ import annotations
@@ -104,16 +104,18 @@ class RiskService:
         stored = self.store.load()
         self.warm = stored is not None
         if stored is not None:
-            self.engine.restore(stored[0])
+            self.engine.restore(stored[0], stored[1])
             log.warning(
                 "restored safety state: %s%s, %d open order(s), reports applied up to %s",
                 self.engine.state.value,
                 f" ({self.engine.state_reason})" if self.engine.state_reason else "",
                 len(self.engine.open_orders),
-                stored[1],
+                stored[2],
             )
-        self.resync = Resync(stored[1] if stored is not None else None, rs.resync_interval_s)
-        self._synced = False  # the first resync completed: signals may be approved
+        self.resync = Resync(stored[2] if stored is not None else None, rs.resync_interval_s)
+        # A restored state may miss fills of the time it was down: approve nothing until the
+        # first resync has delivered them. A first start's book is the broker's, fresh.
+        self._synced = not self.warm
         self._dirty = False  # reports applied since the state was last written
         self.health = Health(SERVICE)
         port = rs.http_port if http_port is None else http_port
@@ -141,7 +143,7 @@ class RiskService:
         with self._lock:
             self.engine.control(ctl.action, ctl.reason)
             state, reason = self.engine.state, self.engine.state_reason
-            self._persist()  # on disk before the caller hears "HALTED"
+            self._persist(durable=True)  # on disk before the caller hears "HALTED"
         log.warning("control %s: state %s (%s)", ctl.action.value, state.value, reason)
         return 200, {"state": state.value, "reason": reason}
 
@@ -150,9 +152,13 @@ class RiskService:
         curve = self.settings.bus.curve
         return load_curve(curve.keys_dir, SERVICE, server) if curve.enabled else None
 
-    def _persist(self) -> None:
-        """Write the state and the last applied report_seq (caller holds ``_lock``)."""
-        self.store.save(self.engine.export(), self.resync.last_seq, self._clock())
+    def _persist(self, *, durable: bool = False) -> None:
+        """Write the state, the changed open orders and the last applied report_seq (caller
+        holds ``_lock``); ``durable``: fsynced before returning (controls, latches)."""
+        eng = self.engine
+        self.store.save(
+            eng.export(), self.resync.last_seq, self._clock(), eng.take_order_changes(), durable=durable
+        )
 
     def run(self, stop: threading.Event) -> int:
         bus = self.settings.bus
@@ -252,7 +258,7 @@ class RiskService:
 
     def _on_report(self, report: ExecutionReport) -> None:
         verdict = self.resync.on_report(report.report_seq)
-        if verdict is ReportVerdict.APPLY:
+        if verdict in (ReportVerdict.APPLY, ReportVerdict.UNSYNCED):
             with self._lock:
                 self.engine.on_report(report)
             self._dirty = True
@@ -366,7 +372,7 @@ class RiskService:
             self._publish(pub, request)
         if status != self._published:
             with self._lock:
-                self._persist()  # a latch is on disk before it is announced
+                self._persist(durable=True)  # a latch is on disk before it is announced
             if self._published is not None:
                 log.warning("risk state %s -> %s (%s)", self._published[0].value, status[0].value, status[1])
             self._published = status
