@@ -19,6 +19,7 @@ engine moves its book only for orders it counts, and by cumulative quantity.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tradingsystem.common.wire import SyncReply, SyncRequest
@@ -74,8 +75,9 @@ class Resync:
         self._sent_at = None
         return True
 
-    def request(self, now: float, open_cids: list[str]) -> SyncRequest | None:
-        """The request to send now, if any (pending and not sent within ``retry_s``)."""
+    def request(self, now: float, open_cids: Callable[[], list[str]]) -> SyncRequest | None:
+        """The request to send now, if any (pending and not sent within ``retry_s``);
+        ``open_cids`` is called only then."""
         if self.pending is None and now >= self._next_periodic and self.last_seq is not None:
             self.need(SyncTrigger.PERIODIC)
         if self.pending is None or (self._sent_at is not None and now - self._sent_at < self.retry_s):
@@ -83,7 +85,7 @@ class Resync:
         self._sent_at = now
         self.request_id += 1
         since = -1 if self.last_seq is None else self.last_seq
-        return SyncRequest(request_id=self.request_id, since=since, open=open_cids)
+        return SyncRequest(request_id=self.request_id, since=since, open=open_cids())
 
     def on_reply(self, reply: SyncReply, now: float) -> None:
         """After the replayed reports were applied: done, or ask again for the rest."""

@@ -364,7 +364,11 @@ class RiskService:
     def _housekeeping(self, pub: Publisher) -> None:
         with self._lock:
             status = (self.engine.state, self.engine.state_reason)
-            open_cids = sorted(self.engine.open_orders)
+
+        def open_cids() -> list[str]:
+            with self._lock:
+                return sorted(self.engine.open_orders)
+
         trigger = self.resync.pending
         request = self.resync.request(time.monotonic(), open_cids)
         if request is not None:
