@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,36 @@ def test_keys_written_by_the_cli_are_loadable_per_service(tmp_path: Path) -> Non
     assert keys.public in keys.allowed_clients
     with pytest.raises(ValueError, match="no key pair for 'nope'"):
         load_curve(tmp_path, "nope")
+
+
+def test_a_restarted_publisher_is_flagged_by_its_new_epoch_not_mistaken_for_no_gap() -> None:
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    first = Publisher(endpoint, service="x")
+    sub = Subscriber(endpoint, [b"trade", b"hb"])
+    try:
+        _connected(first, sub)
+        for _ in range(5):
+            first.publish(wire.Trade(symbol="AAPL", price=1.0, size=1.0, exch_ts=0))
+        got = [sub.recv() for _ in range(5)]
+        assert not any(r.restarted for r in got) and got[-1].msg.seq == 5
+        first.close()
+        time.sleep(0.2)  # let libzmq release the port
+        second = Publisher(endpoint, service="x")
+        try:
+            flagged: list[bool] = []
+            deadline = time.monotonic() + 5
+            while not flagged and time.monotonic() < deadline:
+                second.publish(wire.Heartbeat(service="x"))
+                if sub.sock.poll(50):
+                    flagged.append(sub.recv().restarted)
+            assert flagged == [True]  # the first message of the new epoch says so
+            while sub.sock.poll(50):
+                sub.recv()
+            second.publish(wire.Trade(symbol="AAPL", price=1.0, size=1.0, exch_ts=0))
+            rec = sub.recv()
+            assert (rec.msg.seq, rec.gap, rec.msg.epoch) == (1, 0, second.epoch)
+            assert second.epoch != first.epoch and sub.epoch == second.epoch
+        finally:
+            second.close()
+    finally:
+        sub.close()

@@ -67,3 +67,10 @@ def test_malformed_payloads_raise_wire_error(payload: bytes) -> None:
 def test_tag_carries_the_schema_version() -> None:
     raw = msgspec.msgpack.decode(Codec().encode(wire.Heartbeat(service="x")))
     assert raw[0] == f"hb/{wire.WIRE_VERSION}"
+
+
+def test_a_message_of_the_previous_schema_version_is_refused() -> None:
+    v1 = msgspec.msgpack.encode(["hb/1", 1, 0, "x", ""])  # V1 had no epoch
+    with pytest.raises(WireError):
+        Codec().decode(v1)
+    assert wire.WIRE_VERSION is wire.WireVersion.V2

@@ -40,7 +40,7 @@ def pipeline_settings(workdir: Path, **sections: Any) -> Settings:
         },
         "market_data": {"http_port": free_port()},
         "signals": {"http_port": free_port()},
-        "risk": {"http_port": free_port()},
+        "risk": {"http_port": free_port(), "state_path": str(workdir / "risk.sqlite")},
         "execution": {"http_port": free_port(), "db_path": str(workdir / "execution.sqlite")},
         "sim": {"port": free_port()},
     }

@@ -77,7 +77,7 @@ def _configure(p: Pipeline, limit: dict[str, Any]) -> None:
     current = p.settings.risk.model_dump()
     defaults = type(p.settings.risk)().model_dump()
     # Everything not named here goes back to its default, so only one limit is tight.
-    target = {**{k: v for k, v in defaults.items() if k != "http_port"}, **wanted}
+    target = {**{k: v for k, v in defaults.items() if k not in ("http_port", "state_path")}, **wanted}
     if any(current[k] != v for k, v in target.items()):
         restart_risk_manager(p, **target)
 

@@ -19,14 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2e_helpers import DEADLINE_S, pipeline_settings, wait_for
+from e2e_helpers import pipeline_settings
 
 from tradingsystem.common.services import START_ORDER
 from tradingsystem.supervisor import settings_yaml
+from tradingsystem_testing import eventually
 
 pytestmark = pytest.mark.e2e
 
 READY_LINE = b"all services ready"
+DEADLINE_S = 60.0  # one process exiting; reached only when something is broken
 START_DEADLINE_S = 180.0  # five Python processes starting on a loaded 2-core machine
 
 
@@ -103,7 +105,7 @@ def test_sigkilling_tradingsystem_run_stops_every_service_it_started(tmp_path: P
     with tradingsystem_run(tmp_path) as run:
         run.proc.kill()
         run.proc.wait(DEADLINE_S)
-        assert wait_for("every child of the killed supervisor to stop", lambda: not run.survivors() or None)
+        assert eventually(lambda: not run.survivors() or None, "every child of the killed supervisor to stop")
 
 
 def test_tradingsystem_run_stops_its_services_and_exits_when_its_output_pipe_closes(tmp_path: Path) -> None:
@@ -111,5 +113,5 @@ def test_tradingsystem_run_stops_its_services_and_exits_when_its_output_pipe_clo
         assert run.proc.stdout is not None
         run.proc.stdout.close()  # like `tradingsystem run | head -3` once head has its lines
         assert run.proc.wait(DEADLINE_S) == 0
-        assert wait_for("every child to stop", lambda: not run.survivors() or None)
+        assert eventually(lambda: not run.survivors() or None, "every child to stop")
         assert b"Traceback" not in (tmp_path / "supervisor.stderr").read_bytes()

@@ -10,7 +10,7 @@ import pytest
 
 from tradingsystem.common.config import Settings, load_settings
 from tradingsystem.common.wire import OrderIntent, OrderStatus, Side
-from tradingsystem.execution.broker import Broker, Rejected, Unavailable
+from tradingsystem.execution.broker import Broker, HeldByBroker, Rejected, TooOld, Unavailable
 from tradingsystem.execution.orders import Order
 from tradingsystem_testing.sim import SimulatorThread
 
@@ -129,4 +129,26 @@ def test_persistent_5xx_gives_up_as_unknown_not_rejected(
         broker.submit(order)
     assert order.status is OrderStatus.PENDING_SUBMIT
     sim.faults.http_5xx_next = 0
+    assert ledger_orders(sim, order.client_order_id) == []
+
+
+def test_422_duplicate_is_proof_the_broker_holds_the_order_even_when_the_lookup_lags(
+    sim: SimulatorThread, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker, order = _broker(make_settings(), []), _order()
+    broker.submit(order)
+    # The one thing the simulator cannot do: a lookup by cid that does not see the order yet.
+    monkeypatch.setattr(broker, "_lookup", lambda cid: None)
+    with pytest.raises(HeldByBroker):
+        broker.submit(order)  # 422 "client_order_id must be unique", lookup 404: not Rejected
+    assert len(ledger_orders(sim, order.client_order_id)) == 1
+
+
+def test_no_post_starts_past_the_orders_age_limit(
+    sim: SimulatorThread, make_settings: Callable[..., Settings]
+) -> None:
+    broker, order = _broker(make_settings(), []), _order()
+    with pytest.raises(TooOld) as exc:
+        broker.submit(order, not_after_ns=1)
+    assert not exc.value.may_exist
     assert ledger_orders(sim, order.client_order_id) == []

@@ -17,10 +17,12 @@ from tradingsystem.common.wire import (
     OrderIntent,
     OrderStatus,
     Side,
+    SyncReply,
+    SyncRequest,
     now_ns,
 )
 from tradingsystem.execution.orders import Order
-from tradingsystem.execution.service import Engine
+from tradingsystem.execution.service import ExecutionService
 from tradingsystem.execution.store import OrderStore
 from tradingsystem_testing import eventually
 from tradingsystem_testing.sim import SimulatorThread
@@ -32,7 +34,7 @@ class Harness:
     """A running engine plus the risk-side publisher and a report subscriber."""
 
     def __init__(self, settings: Settings) -> None:
-        self.engine = Engine(settings)
+        self.engine = ExecutionService(settings)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.engine.run, args=(self.stop,), daemon=True)
         self.risk = Publisher(settings.bus.bind_endpoint(settings.bus.risk), service="risk-manager")
@@ -164,3 +166,29 @@ def test_stale_unplaced_order_is_not_placed_at_startup(
         assert len(ledger_orders(sim, fresh.client_order_id)) == 1
     finally:
         h.close()
+
+
+def test_a_resync_replays_the_outbox_in_order_and_names_unknown_orders(harness: Harness) -> None:
+    intent = _intent()
+    harness.send_until_report(intent, lambda r: r.status is OrderStatus.FILLED)
+    head = harness.engine.store.head()
+    request = SyncRequest(request_id=7, since=0, open=[intent.client_order_id, "never-sent"])
+    replayed: list[ExecutionReport] = []
+    replies: list[SyncReply] = []
+
+    def answered() -> bool:  # re-sent until it arrives (PUB/SUB joins late)
+        harness.risk.publish(request)
+        while harness.reports.sock.poll(50):
+            msg = harness.reports.recv().msg
+            if isinstance(msg, SyncReply) and msg.request_id == 7:
+                replies.append(msg)
+            elif isinstance(msg, ExecutionReport) and not replies:
+                replayed.append(msg)
+        return bool(replies)
+
+    eventually(answered, "the resync answer")
+    reply = replies[0]
+    assert (reply.head, reply.replayed_to, reply.unknown) == (head, head, ["never-sent"])
+    # The last full replay before the answer is the whole outbox, in report_seq order.
+    last_round = [r.report_seq for r in replayed][-head:]
+    assert last_round == list(range(1, head + 1))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from tradingsystem.common.wire import OrderIntent, OrderStatus, Side
@@ -93,3 +95,17 @@ def test_status_mapping() -> None:
     assert local_status("replaced", 0) is S.CANCELED
     with pytest.raises(ValueError):
         local_status("bogus", 0)
+
+
+def test_a_fill_event_gives_its_exact_price_and_a_decimal_quantity() -> None:
+    order = Order.from_intent(
+        OrderIntent(client_order_id="x", symbol="AAPL", side=Side.BUY, qty=0.5), created_ns=1
+    )
+    _, first = order.apply_broker("partially_filled", 0.1, 190.13)
+    # The cumulative average is rounded by the broker; the event says what this fill cost.
+    _, second = order.apply_broker(
+        "partially_filled", 0.3, 190.14, execution=(Decimal("0.2"), Decimal("190.15"))
+    )
+    assert first is not None and second is not None
+    assert (second.qty, second.price) == (0.2, 190.15)  # not 190.145 from the averages
+    assert order.filled_qty == 0.3

@@ -35,3 +35,32 @@ def test_orders_fills_and_positions_survive_reopen(tmp_path: Path) -> None:
     pending = again.get("b")
     assert pending is not None and pending.filled_qty == 2
     again.close()
+
+
+def test_every_state_change_lands_in_the_outbox_with_a_durable_gap_free_sequence(tmp_path: Path) -> None:
+    db = tmp_path / "exec.sqlite"
+    store = OrderStore(db)
+    a = _order("a")
+    store.add(a)
+    a.apply_broker("new", 0, None, "broker-a")
+    first = store.save(a)
+    _, fill = a.apply_broker("filled", 5, 10.0)
+    second = store.save(a, fill, 1)
+    store.close()
+
+    again = OrderStore(db)  # a restarted engine continues the sequence
+    b = _order("b")
+    again.add(b)
+    b.apply_broker("new", 0, None, "broker-b")
+    third = again.save(b)
+    assert (first.report_seq, second.report_seq, third.report_seq) == (1, 2, 3)
+    assert again.head() == 3
+    replay = again.reports_since(1)
+    assert [(r.report_seq, r.client_order_id, r.status) for r in replay] == [
+        (2, "a", OrderStatus.FILLED),
+        (3, "b", OrderStatus.ACCEPTED),
+    ]
+    assert replay[0].last_fill_qty == 5 and replay[0].last_fill_price == 10.0
+    assert again.reports_since(0, limit=1)[0].report_seq == 1
+    assert again.known(["a", "zzz", "b"]) == {"a", "b"}
+    again.close()

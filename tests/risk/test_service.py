@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +32,8 @@ from tradingsystem.common.wire import (
     RiskStatus,
     Side,
     Signal,
+    SyncReply,
+    SyncRequest,
 )
 from tradingsystem.risk.reconcile import BrokerPosition
 from tradingsystem.risk.service import RiskService
@@ -72,14 +76,31 @@ class Harness:
                 msg = self.out.recv().msg
                 if isinstance(msg, kind):
                     return msg
-                assert isinstance(msg, Heartbeat | RiskStatus | OrderIntent | Rejection), msg
+                assert isinstance(msg, Heartbeat | RiskStatus | OrderIntent | Rejection | SyncRequest), msg
         raise AssertionError(f"no {kind.__name__} received")
 
     def state(self) -> dict[str, Any]:
         return http(self.port, "/state")[1]
 
 
-def start(positions: Callable[[], list[BrokerPosition]] | None = None, **risk: Any) -> Iterator[Harness]:
+def answer_first_sync(h: Harness, head: int = 0) -> None:
+    """Play the execution-engine's part of the start-up resync: "my outbox ends at ``head``"."""
+    request = h.next_decision(SyncRequest)
+    eventually(
+        lambda: h.service.resync.last_seq is not None and h.service.resync.pending is None,
+        "the first resync",
+        every=lambda: h.execution.publish(
+            SyncReply(request_id=request.request_id, head=head, replayed_to=max(request.since, head))
+        ),
+    )
+
+
+def start(
+    positions: Callable[[], list[BrokerPosition]] | None = None,
+    state_dir: str | None = None,
+    sync: bool = True,
+    **risk: Any,
+) -> Iterator[Harness]:
     market = Publisher("tcp://127.0.0.1:*", service="market-data")
     signals = Publisher("tcp://127.0.0.1:*", service="signal-bridge")
     execution = Publisher("tcp://127.0.0.1:*", service="execution-engine")
@@ -92,7 +113,13 @@ def start(positions: Callable[[], list[BrokerPosition]] | None = None, **risk: A
             "risk": f"tcp://127.0.0.1:{free_port()}",
             "heartbeat_interval_s": 0.05,
         },
-        risk={"sizing": "fixed", "order_qty": 10, "reconcile_on_start": positions is not None, **risk},
+        risk={
+            "sizing": "fixed",
+            "order_qty": 10,
+            "reconcile_on_start": positions is not None,
+            "state_path": f"{state_dir or tempfile.mkdtemp(prefix='risk-test-')}/risk.sqlite",
+            **risk,
+        },
     )
     out = Subscriber(settings.bus.risk)
     service = RiskService(settings, positions=positions, http_port=0)
@@ -103,6 +130,8 @@ def start(positions: Callable[[], list[BrokerPosition]] | None = None, **risk: A
     try:
         eventually(lambda: service.health.ready, "readiness")
         h.next_decision(Heartbeat)  # our subscription is live
+        if sync:
+            answer_first_sync(h)
         # Re-send the quote until it arrives: the service's SUB may still be joining.
         eventually(
             lambda: "AAPL" in h.state()["marks"],
@@ -152,6 +181,7 @@ def test_orders_rejections_fills_and_halt_over_the_bus(harness: Harness) -> None
             filled_qty=10,
             last_fill_qty=10,
             last_fill_price=99.5,
+            report_seq=1,
         )
     )
     pos = eventually(lambda: _filled(h.state()["positions"].get("AAPL"), 10), "the fill")
@@ -199,5 +229,55 @@ def test_positions_seeded_from_the_broker_at_start() -> None:
         h.signals.publish(sig(100.0, Action.FLAT, ts=5))  # closing the seeded short is reducing
         order = h.next_decision(OrderIntent)
         assert (order.side, order.qty, order.reducing) == (Side.BUY, 5.0, True)
+    finally:
+        gen.close()
+
+
+def test_after_a_restart_signals_are_refused_until_the_first_resync(tmp_path: Path) -> None:
+    gen = start(state_dir=str(tmp_path))
+    next(gen)
+    gen.close()
+    gen = start(state_dir=str(tmp_path), sync=False)
+    h = next(gen)
+    try:
+        h.signals.publish(sig(100.0, ts=11))
+        assert h.next_decision(Rejection).reason is RejectReason.NOT_SYNCED
+        answer_first_sync(h)
+        h.signals.publish(sig(100.0, ts=12))
+        assert isinstance(h.next_decision(OrderIntent), OrderIntent)
+    finally:
+        gen.close()
+
+
+def test_a_restart_keeps_the_halt_and_replays_the_intents_the_engine_never_saw(tmp_path: Path) -> None:
+    gen = start(state_dir=str(tmp_path))
+    h = next(gen)
+    try:
+        h.signals.publish(sig(100.0, ts=21))
+        lost = h.next_decision(OrderIntent)  # published, but no execution-engine got it
+        assert http(h.port, "/control", {"action": "halt", "reason": "desk"})[0] == 200
+    finally:
+        gen.close()
+
+    gen = start(state_dir=str(tmp_path), sync=False)
+    h = next(gen)
+    try:
+        state = h.state()
+        assert (state["state"], state["kill_switch"], state["open_order_ids"]) == (
+            "HALTED",
+            True,
+            [lost.client_order_id],
+        )
+        request = h.next_decision(SyncRequest)
+        assert lost.client_order_id in request.open
+        h.execution.publish(
+            SyncReply(request_id=request.request_id, head=0, replayed_to=0, unknown=request.open)
+        )
+        replay = h.next_decision(OrderIntent)
+        assert (replay.client_order_id, replay.qty, replay.approved_ts) == (
+            lost.client_order_id,
+            lost.qty,
+            lost.approved_ts,
+        )
     finally:
         gen.close()

@@ -1,8 +1,24 @@
-"""ZeroMQ PUB/SUB with sequence numbers, gap detection, heartbeats and optional CurveZMQ.
+"""ZeroMQ PUB/SUB with sequence numbers, publisher epochs, gap detection, heartbeats and
+optional CurveZMQ.
 
 Sockets are plain (blocking) pyzmq sockets: ``zmq.asyncio`` roughly doubles the round trip
 on a small machine, and the per-message path must stay lean. A socket belongs to the thread
 that created it; each service runs its message loop in one thread.
+
+Every socket gets the same link tuning (``LINK``, applied in ``_tune``) so that a peer that
+vanishes without closing (a pod deleted behind a Service, a black-holed route) is detected
+and replaced within seconds rather than after the kernel's ~127 s of SYN retries:
+
+* ZMTP heartbeats: a PING every ``heartbeat_ivl_ms``; no traffic for ``heartbeat_timeout_ms``
+  closes the connection; ``heartbeat_ttl_ms`` tells the peer to do the same;
+* ``connect_timeout_ms`` bounds a connect whose SYN goes nowhere (ZeroMQ makes no new attempt
+  while one is pending), and ``reconnect_ivl_ms``..``reconnect_ivl_max_ms`` paces retries; each
+  retry resolves the endpoint's host name again, so a Service name reaches the new pod;
+* TCP keepalive as a second line under the heartbeats.
+
+Worst case from the last byte of a dead peer to a new connection attempt: heartbeat timeout
+(3 s) + reconnect interval (<= 1 s) = 4 s; each attempt into a black hole costs at most the
+connect timeout (2 s) before the next one. See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -39,6 +55,47 @@ class CurveKeys:
 
     def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
         return f"CurveKeys(public={self.public[:8].decode()}..., secret=***)"
+
+
+@dataclass(frozen=True)
+class LinkTuning:
+    """Dead-peer detection and reconnect pacing, the same for every socket (see module doc)."""
+
+    heartbeat_ivl_ms: int = 1000
+    heartbeat_timeout_ms: int = 3000
+    heartbeat_ttl_ms: int = 3000
+    connect_timeout_ms: int = 2000
+    reconnect_ivl_ms: int = 200
+    reconnect_ivl_max_ms: int = 1000
+    tcp_keepalive_idle_s: int = 5
+    tcp_keepalive_intvl_s: int = 1
+    tcp_keepalive_cnt: int = 3
+
+    @property
+    def worst_case_detection_s(self) -> float:
+        """From a peer going silent to the first reconnect attempt."""
+        return (self.heartbeat_timeout_ms + self.reconnect_ivl_max_ms) / 1000
+
+
+LINK = LinkTuning()
+
+
+def _tune(sock: zmq.Socket[bytes], link: LinkTuning = LINK) -> None:
+    sock.setsockopt(zmq.HEARTBEAT_IVL, link.heartbeat_ivl_ms)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, link.heartbeat_timeout_ms)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, link.heartbeat_ttl_ms)
+    sock.setsockopt(zmq.CONNECT_TIMEOUT, link.connect_timeout_ms)
+    sock.setsockopt(zmq.RECONNECT_IVL, link.reconnect_ivl_ms)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, link.reconnect_ivl_max_ms)
+    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, link.tcp_keepalive_idle_s)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, link.tcp_keepalive_intvl_s)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, link.tcp_keepalive_cnt)
+
+
+def new_epoch() -> int:
+    """A publisher instance id: the start time in ns, so a restarted process always differs."""
+    return time.time_ns()
 
 
 _authenticators: dict[int, ThreadAuthenticator] = {}
@@ -95,7 +152,7 @@ def load_curve(keys_dir: Path | None, service: str, server: str | None = None) -
 
 
 class Publisher:
-    """Binds a PUB socket; stamps ``seq`` (per topic) and ``ts`` on every message it sends."""
+    """Binds a PUB socket; stamps ``seq`` (per topic), ``epoch`` and ``ts`` on every message."""
 
     def __init__(
         self,
@@ -110,6 +167,7 @@ class Publisher:
         self.sock = self.ctx.socket(zmq.PUB)
         self.sock.setsockopt(zmq.SNDHWM, sndhwm)
         self.sock.setsockopt(zmq.LINGER, 1000)
+        _tune(self.sock)
         if curve is not None:
             if curve.allowed_clients:
                 _enable_auth(self.ctx, curve)
@@ -122,12 +180,14 @@ class Publisher:
         self._codec = Codec()
         self._seq: dict[bytes, int] = {}
         self._last_hb = 0.0
+        self.epoch = new_epoch()
 
     def publish(self, msg: Msg, topic: bytes | None = None) -> bytes:
         topic = topic or topic_for(msg)
         seq = self._seq.get(topic, 0) + 1
         self._seq[topic] = seq
         msg.seq = seq
+        msg.epoch = self.epoch
         msg.ts = time.time_ns()
         self.sock.send_multipart((topic, self._codec.encode(msg)), copy=False)
         return topic
@@ -148,12 +208,15 @@ class Received:
     topic: bytes
     msg: Msg
     gap: int  # messages missed on this topic just before this one (0 = none)
+    restarted: bool = False  # first message of a new publisher epoch (not the very first seen)
 
 
 class Subscriber:
     """Connects a SUB socket to one publisher; decodes and detects sequence gaps per topic.
 
-    ``recv`` raises ``WireError`` for a malformed payload (counted by the caller); the
+    A message under a new ``epoch`` (the publisher restarted, or another pod answers behind
+    the same Service name) resets the per-topic sequences and is flagged ``restarted``: the
+    caller decides what a restart means (the risk manager resyncs). ``recv`` raises ``WireError`` for a malformed payload (counted by the caller); the
     sequence state is untouched so a bad message cannot hide a gap.
     """
 
@@ -170,6 +233,7 @@ class Subscriber:
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.RCVHWM, rcvhwm)
         self.sock.setsockopt(zmq.LINGER, 0)
+        _tune(self.sock)
         if curve is not None:
             if curve.server_public is None:
                 raise ValueError("CurveZMQ subscriber needs the publisher's public key")
@@ -182,17 +246,34 @@ class Subscriber:
         self.endpoint = endpoint
         self._codec = Codec()
         self._seq: dict[bytes, int] = {}
+        self.epoch: int | None = None  # of the publisher last heard
 
     def recv(self, flags: int = 0) -> Received:
         topic, payload = self.sock.recv_multipart(flags, copy=True)
         msg = self._codec.decode(payload)
+        restarted = False
+        if msg.epoch != self.epoch:
+            restarted = self.epoch is not None
+            self.epoch = msg.epoch
+            self._seq.clear()
         last = self._seq.get(topic)
         gap = msg.seq - last - 1 if last is not None and msg.seq > last + 1 else 0
         self._seq[topic] = msg.seq
-        return Received(topic, msg, gap)
+        return Received(topic, msg, gap, restarted)
 
     def close(self) -> None:
         self.sock.close()
 
 
-__all__ = ["CurveKeys", "Publisher", "Received", "Subscriber", "WireError", "gen_curve_keypair", "load_curve"]
+__all__ = [
+    "LINK",
+    "CurveKeys",
+    "LinkTuning",
+    "Publisher",
+    "Received",
+    "Subscriber",
+    "WireError",
+    "gen_curve_keypair",
+    "load_curve",
+    "new_epoch",
+]

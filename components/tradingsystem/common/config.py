@@ -209,7 +209,17 @@ class RiskSettings(RiskLimits):
     reducing_at_loss_fraction: float = Field(
         0.8, gt=0, le=1, description="share of daily_loss_limit lost at which REDUCING is entered"
     )
-    reconcile_on_start: bool = Field(True, description="seed positions from the broker at start")
+    reconcile_on_start: bool = Field(
+        True, description="seed positions and open orders from the broker at start"
+    )
+    state_path: Path = Field(
+        Path("var/risk.sqlite"),
+        description="SQLite file of the safety state (kill switch, latches, day baseline, book, "
+        "open orders); keep it on a volume that survives restarts, like execution.db_path",
+    )
+    resync_interval_s: float = Field(
+        5.0, gt=0, description="periodic resync with the execution-engine's outbox and open orders, s"
+    )
 
 
 class ExecutionSettings(_Section):
@@ -229,7 +239,13 @@ class ExecutionSettings(_Section):
         30.0, gt=0, description="seconds between REST reconciliations of open orders while any are open"
     )
     resubmit_max_age_s: float = Field(
-        60.0, gt=0, description="seconds: an unplaced order older than this is rejected, not resubmitted"
+        60.0,
+        gt=0,
+        description="an approved order older than this (since risk approval) when it would be "
+        "sent, first time or after a crash, is rejected as stale and never sent, s",
+    )
+    max_queued_intents: int = Field(
+        100, gt=0, description="approved orders waiting for their first submit; more are rejected"
     )
 
 

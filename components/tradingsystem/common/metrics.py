@@ -60,6 +60,11 @@ TICK_TO_ORDER_LATENCY = Histogram(
     "From tick receipt at market-data to order submission at the broker",
     buckets=LATENCY_BUCKETS,
 )
+PUBLISHER_RESTARTS = Counter(
+    "tradingsystem_publisher_restarts_total",
+    "Upstream publisher restarts seen (a new epoch in the wire header)",
+    ["service", "publisher"],
+)
 UP = Gauge(
     "tradingsystem_ready", "1 when the service is ready (connected; reconciled for execution)", ["service"]
 )
@@ -94,11 +99,38 @@ PNL_REALIZED = Gauge("tradingsystem_pnl_realized_dollars", "Realized P&L since s
 PNL_UNREALIZED = Gauge("tradingsystem_pnl_unrealized_dollars", "Unrealized P&L at last price")
 PNL_DAILY = Gauge("tradingsystem_pnl_daily_dollars", "Realized + unrealized P&L for the trading day")
 DAILY_LOSS_LIMIT = Gauge("tradingsystem_risk_daily_loss_limit_dollars", "Configured daily loss limit")
+RISK_OPEN_ORDERS = Gauge(
+    "tradingsystem_risk_open_orders", "Approved orders the risk manager counts as open (reserved)"
+)
+RISK_RESYNCS = Counter(
+    "tradingsystem_risk_resyncs_total",
+    "Resyncs with the execution-engine's outbox, by trigger (start, epoch, gap, periodic)",
+    ["trigger"],
+)
+RISK_REPORT_GAPS = Counter(
+    "tradingsystem_risk_report_gap_total",
+    "Execution reports missing by their durable report_seq (then fetched by a resync)",
+)
+RISK_INTENT_REPLAYS = Counter(
+    "tradingsystem_risk_intent_replays_total",
+    "Approved intents published again because the execution-engine had not seen them",
+)
 
 # --- execution-engine --------------------------------------------------------------
 ORDERS = Counter("tradingsystem_orders_total", "Order state transitions, by state reached", ["state"])
 OPEN_ORDERS = Gauge("tradingsystem_orders_open", "Orders not yet in a terminal state")
 FILLS = Counter("tradingsystem_fills_total", "Fills (partial and full) received from the broker")
+EXEC_REJECTS = Counter(
+    "tradingsystem_execution_rejects_total",
+    "Approved orders ended REJECTED by the execution-engine, by reason (stale, queue_full, broker)",
+    ["reason"],
+)
+INTENT_QUEUE = Gauge(
+    "tradingsystem_execution_intent_queue_depth", "Approved orders waiting for their first submit"
+)
+OUTBOX_HEAD = Gauge(
+    "tradingsystem_execution_outbox_head", "Last durable report_seq written to the execution outbox"
+)
 BROKER_REQUESTS = Counter("tradingsystem_broker_requests_total", "Requests to the broker API", ["endpoint"])
 BROKER_ERRORS = Counter(
     "tradingsystem_broker_errors_total",

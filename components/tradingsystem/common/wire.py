@@ -5,11 +5,13 @@ Every message travels as a ZeroMQ multipart ``[topic, payload]``:
 * ``topic`` is ASCII ``<kind>.<SYMBOL>`` (or ``<kind>`` for symbol-less messages) so that
   subscribers filter by prefix inside libzmq, never in Python;
 * ``payload`` is msgpack of a tagged, array-like msgspec struct. The tag carries the schema
-  version (``"trade/1"``), so a decoder rejects messages of an unknown kind or version
-  instead of mis-reading them.
+  version (``"trade/2"``, ``WIRE_VERSION``), so a decoder rejects messages of an unknown kind
+  or version instead of mis-reading them.
 
 Every struct starts with ``seq`` (per-publisher, per-topic sequence number, so a subscriber
-detects gaps under any prefix filter) and ``ts``
+detects gaps under any prefix filter), ``epoch`` (the publishing process's instance id: a
+restarted publisher starts its ``seq`` again under a new epoch, so a restart is always
+visible, never mistaken for "no gap") and ``ts``
 (publish time, ns since the epoch, for hop latency). Messages on the trading path also
 carry ``origin_ts``: the receive time of the tick that caused them, for tick->order latency.
 
@@ -25,7 +27,20 @@ from typing import Final
 
 import msgspec
 
-WIRE_VERSION: Final = 1
+
+class WireVersion(enum.IntEnum):
+    """Schema versions. V2 added ``epoch`` to the header, durable ``report_seq`` on reports,
+    ``approved_ts`` on intents and the resync messages; a V1 peer is refused, not mis-read."""
+
+    V1 = 1
+    V2 = 2
+
+
+WIRE_VERSION: Final = WireVersion.V2
+
+
+def _tag(kind: str) -> str:
+    return f"{kind}/{WIRE_VERSION.value}"
 
 
 class Side(enum.StrEnum):
@@ -75,6 +90,15 @@ class RejectReason(enum.StrEnum):
     UNKNOWN_SYMBOL = "unknown_symbol"  # not in the configured symbols
     DUPLICATE = "duplicate"  # the same signal seen twice (same client_order_id)
     BAD_SIGNAL = "bad_signal"  # a negative timestamp or sequence number: no real signal has one
+    NOT_SYNCED = "not_synced"  # before the first resync with the execution-engine after a start
+
+
+class ExecRejectReason(enum.StrEnum):
+    """Why the execution-engine ended an approved order as REJECTED (``ExecutionReport.reject``)."""
+
+    STALE = "stale"  # older than execution.resubmit_max_age_s when it would be sent: never sent
+    QUEUE_FULL = "queue_full"  # the bounded intent queue was full: never sent
+    BROKER = "broker"  # refused by the broker (4xx, or rejected on trade_updates)
 
 
 class OrderStatus(enum.StrEnum):
@@ -99,10 +123,11 @@ class ControlAction(enum.StrEnum):
 class Msg(msgspec.Struct, array_like=True, tag_field="k", kw_only=True):
     # Set by the Publisher at send time; mutable so publishing does not copy the struct.
     seq: int = 0
+    epoch: int = 0
     ts: int = 0
 
 
-class Trade(Msg, tag="trade/1"):
+class Trade(Msg, tag=_tag("trade")):
     symbol: str
     price: float
     size: float
@@ -110,7 +135,7 @@ class Trade(Msg, tag="trade/1"):
     origin_ts: int = 0  # receive time at market-data, ns
 
 
-class Quote(Msg, tag="quote/1"):
+class Quote(Msg, tag=_tag("quote")):
     symbol: str
     bid: float
     bid_size: float
@@ -120,7 +145,7 @@ class Quote(Msg, tag="quote/1"):
     origin_ts: int = 0
 
 
-class Bar(Msg, tag="bar/1"):
+class Bar(Msg, tag=_tag("bar")):
     symbol: str
     open: float
     high: float
@@ -133,12 +158,12 @@ class Bar(Msg, tag="bar/1"):
     origin_ts: int = 0
 
 
-class Heartbeat(Msg, tag="hb/1"):
+class Heartbeat(Msg, tag=_tag("hb")):
     service: str
     state: str = ""
 
 
-class Signal(Msg, tag="signal/1"):
+class Signal(Msg, tag=_tag("signal")):
     symbol: str
     action: Action
     strength: float  # in [0, 1]
@@ -148,7 +173,7 @@ class Signal(Msg, tag="signal/1"):
     origin_ts: int = 0
 
 
-class OrderIntent(Msg, tag="order/1"):
+class OrderIntent(Msg, tag=_tag("order")):
     """An order approved by the risk manager, ready for execution."""
 
     client_order_id: str
@@ -161,9 +186,12 @@ class OrderIntent(Msg, tag="order/1"):
     ref_price: float = 0.0
     reducing: bool = False
     origin_ts: int = 0
+    # When the risk manager approved it (ns). Kept across replays: the order age limit counts
+    # from here, so a replayed or long-queued intent is rejected as stale, never traded late.
+    approved_ts: int = 0
 
 
-class Rejection(Msg, tag="reject/1"):
+class Rejection(Msg, tag=_tag("reject")):
     symbol: str
     side: Side
     qty: float
@@ -172,17 +200,17 @@ class Rejection(Msg, tag="reject/1"):
     origin_ts: int = 0
 
 
-class RiskStatus(Msg, tag="risk/1"):
+class RiskStatus(Msg, tag=_tag("risk")):
     state: RiskState
     reason: str = ""
 
 
-class Control(Msg, tag="control/1"):
+class Control(Msg, tag=_tag("control")):
     action: ControlAction
     reason: str = ""
 
 
-class ExecutionReport(Msg, tag="exec/1"):
+class ExecutionReport(Msg, tag=_tag("exec")):
     """Order state change reported by the execution engine; fills carry last_fill_*."""
 
     client_order_id: str
@@ -197,6 +225,28 @@ class ExecutionReport(Msg, tag="exec/1"):
     broker_order_id: str | None = None
     reason: str = ""
     origin_ts: int = 0
+    # Durable, gap-free sequence from the execution-engine's outbox (1, 2, ...), the same
+    # across its restarts: the risk manager applies each report once, in this order.
+    report_seq: int = 0
+    reject: ExecRejectReason | None = None
+
+
+class SyncRequest(Msg, tag=_tag("sync")):
+    """risk -> execution: "send me every report after ``since``" (``since`` = -1: only the head),
+    and which of my ``open`` orders you do not know (so I can replay their intents)."""
+
+    request_id: int
+    since: int
+    open: list[str] = []
+
+
+class SyncReply(Msg, tag=_tag("execsync")):
+    """execution -> risk, after the replayed reports (same socket: ordered after them)."""
+
+    request_id: int
+    head: int  # last report_seq in the outbox
+    replayed_to: int  # last report_seq replayed by this answer (< head: ask again)
+    unknown: list[str] = []  # of the request's ``open``: cids the engine has never seen
 
 
 AnyMsg = (
@@ -210,6 +260,8 @@ AnyMsg = (
     | RiskStatus
     | Control
     | ExecutionReport
+    | SyncRequest
+    | SyncReply
 )
 
 # Topic kinds (first dotted part of the topic frame).
@@ -223,6 +275,8 @@ TOPIC_REJECT: Final = b"reject"
 TOPIC_RISK: Final = b"risk"
 TOPIC_CONTROL: Final = b"control"
 TOPIC_EXEC: Final = b"exec"
+TOPIC_SYNC: Final = b"sync"
+TOPIC_EXEC_SYNC: Final = b"execsync"  # prefix-matches TOPIC_EXEC: report subscribers get it
 
 _KIND: dict[type[Msg], bytes] = {
     Trade: TOPIC_TRADE,
@@ -235,6 +289,8 @@ _KIND: dict[type[Msg], bytes] = {
     RiskStatus: TOPIC_RISK,
     Control: TOPIC_CONTROL,
     ExecutionReport: TOPIC_EXEC,
+    SyncRequest: TOPIC_SYNC,
+    SyncReply: TOPIC_EXEC_SYNC,
 }
 
 

@@ -10,7 +10,9 @@ policy alone decides:
   (429 honours ``Retry-After``); any other 4xx is final and never retried;
 * after an *ambiguous* failure (timeout, connection drop, 5xx: the order may have reached
   the broker) the order is looked up by client_order_id before it is sent again, and a
-  found order is adopted. A 422 duplicate client_order_id likewise means "already there".
+  found order is adopted. A 422 duplicate client_order_id likewise means "already there":
+  it is proof the broker holds the order, so it is never turned into a rejection, even when
+  the lookup cannot see the order yet (``HeldByBroker``: the caller keeps looking it up).
 
 Together with the deterministic client_order_id this makes a duplicate order impossible.
 """
@@ -55,6 +57,25 @@ class Rejected(Exception):
 
 class Unavailable(Exception):
     """Retries exhausted on transient failures; whether an order exists is still unknown."""
+
+
+class TooOld(Exception):
+    """No (further) POST: the order is past its age limit. ``may_exist``: an earlier attempt
+    was ambiguous, so only a lookup can tell whether it reached the broker."""
+
+    def __init__(self, cid: str, may_exist: bool) -> None:
+        super().__init__(f"{cid}: past its age limit, not sent")
+        self.may_exist = may_exist
+
+
+class HeldByBroker(Exception):
+    """The broker answered 422 "client_order_id must be unique": it holds this order, but a
+    lookup could not return it yet. Not a rejection; the order's fills must still be taken."""
+
+
+def _duplicate_cid(exc: Rejected) -> bool:
+    text = exc.message.lower()
+    return exc.status == 422 and "client_order_id" in text and "unique" in text
 
 
 class _Transient(Exception):
@@ -156,13 +177,16 @@ class Broker:
         return {p["symbol"]: float(p["qty"]) for p in rows if float(p["qty"])}  # type: ignore[index]
 
     # --- the order ---------------------------------------------------------------------
-    def submit(self, order: Order, *, may_exist: bool = False) -> BrokerOrder:
+    def submit(
+        self, order: Order, *, may_exist: bool = False, not_after_ns: int | None = None
+    ) -> BrokerOrder:
         """Place ``order`` exactly once; returns the broker's order.
 
         Raises ``Rejected`` for a definitive refusal and ``Unavailable`` when the outcome is
         still unknown after ``max_attempts`` (the caller keeps the order pending and
         reconciles it later by client_order_id). ``may_exist``: an earlier attempt (before a
-        crash) may have reached the broker, so look before sending.
+        crash) may have reached the broker, so look before sending. ``not_after_ns``: no POST
+        starts after this time (retries included): ``TooOld`` instead.
         """
         request = self._request(order)
         ambiguous = may_exist
@@ -173,6 +197,8 @@ class Broker:
                     if found is not None:
                         log.info("order %s found at broker after ambiguous failure", order.client_order_id)
                         return found
+                if not_after_ns is not None and time.time_ns() > not_after_ns:
+                    raise TooOld(order.client_order_id, ambiguous)
                 return self._call("submit_order", lambda: self._post(request))
             except _Transient as exc:
                 ambiguous = ambiguous or exc.ambiguous
@@ -187,6 +213,9 @@ class Broker:
                     )
                     if found is not None:
                         return found
+                    if _duplicate_cid(exc):
+                        # The broker says it has it: keep looking it up, never "rejected".
+                        raise HeldByBroker(f"{order.client_order_id}: {exc.message}") from None
                 raise
         raise AssertionError("unreachable")
 

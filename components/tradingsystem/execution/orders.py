@@ -7,6 +7,11 @@ start) is applied with :meth:`Order.apply_broker`, which takes the broker's *cum
 idempotent: a duplicated or replayed update, or a REST snapshot of fills already seen from
 the stream, adds nothing; a snapshot that skips updates (stream down) adds exactly the
 missing quantity.
+
+A fill's quantity is the *decimal* difference of the cumulative quantities (never a float
+subtraction: 0.3 must stay 0.3). Its price is the fill event's own execution price when the
+event carries one for exactly that quantity (``trade_updates`` fill/partial_fill); only a
+snapshot that skipped events has its price recovered from the cumulative averages.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from tradingsystem.common.wire import (
+    ExecRejectReason,
     ExecutionReport,
     OrderIntent,
     OrderStatus,
@@ -106,6 +112,8 @@ class Order:
     filled_qty: float = 0.0
     avg_fill_price: float | None = None
     reason: str = ""
+    approved_ts: int = 0  # risk approval time (ns); 0 = unknown, then created_ns counts
+    reject: ExecRejectReason | None = None  # why it ended REJECTED (not persisted: in the report)
 
     @classmethod
     def from_intent(cls, intent: OrderIntent, created_ns: int) -> Order:
@@ -119,7 +127,12 @@ class Order:
             limit_price=intent.limit_price,
             origin_ts=intent.origin_ts,
             created_ns=created_ns,
+            approved_ts=intent.approved_ts,
         )
+
+    def age_ns(self, now_ns: int) -> int:
+        """Time since the risk manager approved it (or since this engine first stored it)."""
+        return now_ns - (self.approved_ts or self.created_ns)
 
     @property
     def terminal(self) -> bool:
@@ -142,6 +155,7 @@ class Order:
         filled_qty: float,
         filled_avg_price: float | None,
         broker_order_id: str | None = None,
+        execution: tuple[Decimal, Decimal] | None = None,
     ) -> tuple[bool, Fill | None]:
         """Apply one broker view of this order; returns (changed, new fill or None).
 
@@ -155,7 +169,7 @@ class Order:
         if broker_order_id and broker_order_id != self.broker_order_id:
             self.broker_order_id = broker_order_id
             changed = True
-        fill = self._take_fills(filled_qty, filled_avg_price)
+        fill = self._take_fills(filled_qty, filled_avg_price, execution)
         new = local_status(broker_status, self.filled_qty)
         if new in TERMINAL and filled_qty > self.filled_qty + QTY_EPS:
             # Fills without an average price cannot be taken. A terminal order is never looked
@@ -174,10 +188,18 @@ class Order:
                 log.warning("ignored broker update: %s", exc)
         return changed or fill is not None, fill
 
-    def _take_fills(self, cum_qty: float, cum_avg: float | None) -> Fill | None:
+    def _take_fills(
+        self, cum_qty: float, cum_avg: float | None, execution: tuple[Decimal, Decimal] | None = None
+    ) -> Fill | None:
         if cum_qty <= self.filled_qty + QTY_EPS or cum_avg is None:
             return None
-        delta = cum_qty - self.filled_qty
+        delta_dec = _dec(cum_qty) - _dec(self.filled_qty)
+        delta = float(delta_dec)
+        if execution is not None and execution[0] == delta_dec:
+            # Exactly the event's fill: its own execution price, digit for digit.
+            self.filled_qty = cum_qty
+            self.avg_fill_price = cum_avg
+            return Fill(delta, float(execution[1]))
         # Price of just this fill, recovered from the change in cumulative notional. In
         # decimals, not floats: a first fill must come out as exactly the broker's price
         # (float 5 * 53.28 / 5 is 53.279999999999994), or positions and P&L downstream drift
@@ -204,4 +226,5 @@ class Order:
             broker_order_id=self.broker_order_id,
             reason=self.reason,
             origin_ts=self.origin_ts,
+            reject=self.reject,
         )

@@ -2,17 +2,20 @@
 
 Threads, each with one job:
 
-* the **bus thread** (``Engine.run``) owns both ZeroMQ sockets: it persists every received
-  intent as PENDING_SUBMIT (so a crash loses nothing) and hands it to the worker, and it
-  publishes the reports the worker queues. Sockets never cross threads.
+* the **bus thread** (``ExecutionService.run``) owns both ZeroMQ sockets: it persists every
+  received intent as PENDING_SUBMIT (so a crash loses nothing), admits it (the age limit and
+  the bounded queue of ``execution.engine.Engine``) and hands it to the worker; it publishes
+  the outbox (reports written by the worker in the same transaction as the state change)
+  and answers resync requests from it. Sockets never cross threads.
 * the **worker** owns the open orders: submits (with the broker's retry policy), applies
   ``trade_updates``, reconciles. Serializing all order mutations in one thread is what
   keeps the state machine simple; broker calls are ~10-100 ms, far below 200 orders/min.
 * the **stream** thread runs alpaca-py's ``TradingStream``. Its events only enqueue work;
   every (re)connect also enqueues a reconciliation, because the stream has no replay.
 
-Startup: open the store, reconcile every non-terminal order with the broker (adopt, or
-place the orders that never reached it), then only become ready and start consuming.
+Startup: open the store, bind (intents and resync requests wait in ZeroMQ), reconcile every
+non-terminal order with the broker (adopt, or place the orders that never reached it), then
+only become ready and start consuming.
 """
 
 from __future__ import annotations
@@ -24,20 +27,26 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
+import zmq
 from alpaca.trading.stream import TradingStream
 
 from tradingsystem.broker import credentials, paper, trading_stream_url
 from tradingsystem.common.bus import CurveKeys, Publisher, Subscriber, load_curve
 from tradingsystem.common.config import Settings
 from tradingsystem.common.metrics import (
+    EXEC_REJECTS,
     FILLS,
+    INTENT_QUEUE,
     MESSAGES_DROPPED,
     MESSAGES_IN,
     MESSAGES_OUT,
     OPEN_ORDERS,
     ORDERS,
+    OUTBOX_HEAD,
+    PUBLISHER_RESTARTS,
     SEQUENCE_GAPS,
     TICK_TO_ORDER_LATENCY,
 )
@@ -45,13 +54,24 @@ from tradingsystem.common.runtime import Health, HttpEndpoint, install_signal_ha
 from tradingsystem.common.services import EXECUTION_ENGINE, RISK_MANAGER
 from tradingsystem.common.wire import (
     TOPIC_ORDER,
-    ExecutionReport,
+    TOPIC_SYNC,
+    ExecRejectReason,
     OrderIntent,
     OrderStatus,
+    SyncReply,
+    SyncRequest,
     WireError,
     now_ns,
 )
-from tradingsystem.execution.broker import Broker, BrokerOrder, Rejected, Unavailable
+from tradingsystem.execution.broker import (
+    Broker,
+    BrokerOrder,
+    HeldByBroker,
+    Rejected,
+    TooOld,
+    Unavailable,
+)
+from tradingsystem.execution.engine import Engine, EngineLimits, ReconcileAction
 from tradingsystem.execution.orders import Fill, Order
 from tradingsystem.execution.store import OrderStore
 
@@ -60,6 +80,8 @@ log = logging.getLogger(__name__)
 SERVICE = EXECUTION_ENGINE.name
 RISK_SERVICE = RISK_MANAGER.name
 _POLL_MS = 10  # bus loop wake-up: bounds report publishing delay and stop latency
+_MAX_BATCH = 256  # messages taken from the bus before publishing the outbox again
+SYNC_BATCH = 500  # reports per resync answer; the risk manager asks again for the rest
 
 
 class _Stream(TradingStream):
@@ -74,54 +96,93 @@ class _Stream(TradingStream):
         self._on_connect()
 
 
-class Engine:
+class ExecutionService:
+    """The I/O shell around ``execution.engine.Engine``: broker, store/outbox, bus, stream."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        ex = settings.execution
         self.health = Health(SERVICE)
-        self.store = OrderStore(settings.execution.db_path)
+        self.store = OrderStore(ex.db_path)
         self.broker = Broker(settings)
         self.broker_positions: dict[str, float] = {}
-        self._open: dict[str, Order] = {}  # worker-owned after startup
+        self.engine = Engine(
+            EngineLimits(max_age_ns=int(ex.resubmit_max_age_s * 1e9), max_queued=ex.max_queued_intents)
+        )
+        # Guards ``engine``: the bus thread admits intents, the worker settles orders.
+        self._lock = threading.RLock()
         self._work: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self._reports: queue.Queue[ExecutionReport] = queue.Queue()
+        self._head = self._published = self.store.head()  # outbox: written / published live
+        OUTBOX_HEAD.set(self._head)
         self._last_reconcile = 0.0
 
-    # --- order state (worker thread; startup before the worker exists) -------------------
-    def _apply(self, order: Order, bo: BrokerOrder) -> None:
+    @property
+    def _open(self) -> dict[str, Order]:
+        return self.engine.open
+
+    # --- order state (worker thread; bus thread for admission) ---------------------------
+    def _apply(self, order: Order, bo: BrokerOrder, execution: tuple[Decimal, Decimal] | None = None) -> None:
         before = order.status
         avg = bo.get("filled_avg_price")
         changed, fill = order.apply_broker(
-            str(bo["status"]), float(bo.get("filled_qty") or 0), float(avg) if avg else None, bo.get("id")
+            str(bo["status"]),
+            float(bo.get("filled_qty") or 0),
+            float(avg) if avg else None,
+            bo.get("id"),
+            execution,
         )
         if order.status is OrderStatus.REJECTED and not order.reason:
             order.reason = "rejected by broker"
+            order.reject = ExecRejectReason.BROKER
         if changed:
             self._commit(order, fill, status_changed=order.status is not before)
 
     def _commit(self, order: Order, fill: Fill | None = None, *, status_changed: bool = True) -> None:
-        self.store.save(order, fill, now_ns())
+        """State change, fill and report in one transaction; the bus thread publishes it."""
+        report = self.store.save(order, fill, now_ns())
         if status_changed:
             ORDERS.labels(order.status.value).inc()
         if fill is not None:
             FILLS.inc()
-        if order.terminal:
-            self._open.pop(order.client_order_id, None)
-        OPEN_ORDERS.set(len(self._open))
-        self._reports.put(order.report(fill))
+        if order.reject is not None and order.terminal:
+            EXEC_REJECTS.labels(order.reject.value).inc()
+        with self._lock:
+            self.engine.track(order)
+            OPEN_ORDERS.set(len(self.engine.open))
+            self._head = max(self._head, report.report_seq)
+        OUTBOX_HEAD.set(report.report_seq)
 
-    def _reject(self, order: Order, reason: str) -> None:
-        order.transition(OrderStatus.REJECTED, reason)
+    def _reject(self, order: Order, why: ExecRejectReason, detail: str) -> None:
+        log.warning("order %s rejected (%s): %s", order.client_order_id, why.value, detail)
+        order.transition(OrderStatus.REJECTED, detail)
+        order.reject = why
         self._commit(order)
 
     def _place(self, order: Order, *, may_exist: bool) -> None:
-        self._open[order.client_order_id] = order
         if order.origin_ts and not may_exist:  # a re-placement after a crash is not tick latency
             TICK_TO_ORDER_LATENCY.observe(max(0, now_ns() - order.origin_ts) / 1e9)
         try:
-            bo = self.broker.submit(order, may_exist=may_exist)
+            bo = self.broker.submit(
+                order, may_exist=may_exist, not_after_ns=self.engine.send_deadline_ns(order)
+            )
+        except TooOld as exc:
+            if exc.may_exist:  # an attempt was ambiguous: reconciliation looks it up, then decides
+                log.error("order %s past its age limit after an ambiguous attempt", order.client_order_id)
+            else:
+                self._reject(
+                    order, ExecRejectReason.STALE, "past resubmit_max_age_s before the broker took it"
+                )
+            return
         except Rejected as exc:
-            log.warning("order %s rejected by broker: %s", order.client_order_id, exc)
-            self._reject(order, f"broker {exc.status} {exc.code or ''}: {exc.message}".strip())
+            self._reject(
+                order, ExecRejectReason.BROKER, f"broker {exc.status} {exc.code or ''}: {exc.message}".strip()
+            )
+            return
+        except HeldByBroker as exc:
+            # Proof it exists: SUBMITTED, so reconciliation keeps looking and never re-places it.
+            log.error("order %s held by the broker but not visible yet: %s", order.client_order_id, exc)
+            order.transition(OrderStatus.SUBMITTED, "broker: client_order_id already held")
+            self._commit(order)
             return
         except Unavailable as exc:
             # Outcome unknown: stays PENDING_SUBMIT; the next reconciliation resolves it by cid.
@@ -129,24 +190,44 @@ class Engine:
             return
         self._apply(order, bo)
 
+    def _submit_queued(self, order: Order) -> None:
+        with self._lock:
+            stale = self.engine.before_submit(order, now_ns())
+            INTENT_QUEUE.set(self.engine.queued)
+        if stale is not None:
+            self._reject(order, stale, "waited in the queue beyond resubmit_max_age_s; not sent")
+        else:
+            self._place(order, may_exist=False)
+
     def _on_trade_update(self, data: dict[str, Any]) -> None:
         bo = data.get("order") or {}
         order = self._open.get(str(bo.get("client_order_id")))
         if order is None:
             return  # terminal already (a late duplicate) or not placed by this engine
-        self._apply(order, bo)
+        execution = None
+        if (
+            data.get("event") in ("fill", "partial_fill")
+            and data.get("price") is not None
+            and data.get("qty")
+        ):
+            execution = (Decimal(str(data["qty"])), Decimal(str(data["price"])))
+        self._apply(order, bo, execution)
 
     def reconcile(self) -> None:
         """Align local state with the broker: by cid for each open order, then positions."""
-        max_age_ns = int(self.settings.execution.resubmit_max_age_s * 1e9)
         for order in list(self._open.values()):
             bo = self.broker.order_by_cid(order.client_order_id)
-            if bo is not None:
+            action = self.engine.reconcile_action(order, bo is not None, now_ns())
+            if action is ReconcileAction.APPLY and bo is not None:
                 self._apply(order, bo)
-            elif order.status is not OrderStatus.PENDING_SUBMIT:
-                log.error("order %s (%s) unknown to the broker", order.client_order_id, order.status)
-            elif now_ns() - order.created_ns > max_age_ns:
-                self._reject(order, "never reached the broker within resubmit_max_age_s; not placed")
+            elif action is ReconcileAction.KEEP_LOOKING:
+                log.error("order %s (%s) not visible at the broker yet", order.client_order_id, order.status)
+            elif action is ReconcileAction.REJECT_STALE:
+                self._reject(
+                    order,
+                    ExecRejectReason.STALE,
+                    "never reached the broker within resubmit_max_age_s; not placed",
+                )
             else:
                 self._place(order, may_exist=True)
         ours = {o.client_order_id for o in self._open.values()}
@@ -166,7 +247,7 @@ class Engine:
     def startup(self, stop: threading.Event) -> bool:
         """Reconcile before trading; retries while the broker is unreachable. False if stopped."""
         for order in self.store.open_orders():
-            self._open[order.client_order_id] = order
+            self.engine.track(order)
         OPEN_ORDERS.set(len(self._open))
         delay = self.settings.execution.backoff_base_s
         while not stop.is_set():
@@ -188,7 +269,7 @@ class Engine:
                 kind, item = "idle", None
             try:
                 if kind == "place":
-                    self._place(item, may_exist=False)
+                    self._submit_queued(item)
                 elif kind == "update":
                     self._on_trade_update(item)
                 elif kind == "reconcile" or (
@@ -244,7 +325,39 @@ class Engine:
             log.debug("duplicate intent %s ignored", intent.client_order_id)
             return
         ORDERS.labels(order.status.value).inc()
-        self._work.put(("place", order))
+        with self._lock:
+            verdict = self.engine.admit(order, now_ns())
+            INTENT_QUEUE.set(self.engine.queued)
+        if verdict is ExecRejectReason.STALE:
+            self._reject(order, verdict, "older than resubmit_max_age_s on arrival; not sent")
+        elif verdict is not None:
+            self._reject(order, verdict, f"{self.engine.queued} orders already wait for the broker; not sent")
+        else:
+            self._work.put(("place", order))
+
+    def _on_sync(self, req: SyncRequest, pub: Publisher) -> None:
+        """A resync: replay the outbox after ``since`` (bounded), then answer on the same socket,
+        so the reply reaches the risk manager after the reports it covers."""
+        replayed_to = head = self.store.head()
+        if req.since >= 0:
+            replayed_to = req.since
+            for report in self.store.reports_since(req.since, SYNC_BATCH):
+                pub.publish(report)
+                replayed_to = report.report_seq
+            MESSAGES_OUT.labels(SERVICE, "exec").inc(max(0, replayed_to - req.since))
+        unknown = sorted(set(req.open) - self.store.known(list(req.open)))
+        pub.publish(SyncReply(request_id=req.request_id, head=head, replayed_to=replayed_to, unknown=unknown))
+        MESSAGES_OUT.labels(SERVICE, "execsync").inc()
+
+    def _publish_outbox(self, pub: Publisher) -> None:
+        while self._published < self._head:
+            batch = self.store.reports_since(self._published, SYNC_BATCH)
+            if not batch:
+                return
+            for report in batch:
+                pub.publish(report)
+                MESSAGES_OUT.labels(SERVICE, "exec").inc()
+            self._published = batch[-1].report_seq
 
     def run(self, stop: threading.Event) -> int:
         bus = self.settings.bus
@@ -254,21 +367,19 @@ class Engine:
         stream: tuple[_Stream, threading.Thread] | None = None
         pub = sub = None
         try:
+            # Bind first: intents and resync requests queue in ZeroMQ while reconciliation runs.
+            pub = Publisher(bus.bind_endpoint(bus.execution), service=SERVICE, curve=self._curve(None))
+            sub = Subscriber(bus.risk, [TOPIC_ORDER, TOPIC_SYNC], curve=self._curve(RISK_SERVICE))
             if not self.startup(stop):
                 return 0
-            pub = Publisher(bus.bind_endpoint(bus.execution), service=SERVICE, curve=self._curve(None))
-            sub = Subscriber(bus.risk, [TOPIC_ORDER], curve=self._curve(RISK_SERVICE))
             worker.start()
             stream = self._start_stream()
             self.health.set_ready(True)
             log.info("execution-engine ready: %d open orders reconciled", len(self._open))
             while not stop.is_set():
                 if sub.sock.poll(_POLL_MS):
-                    self._receive(sub)
-                while not self._reports.empty():
-                    report = self._reports.get_nowait()
-                    pub.publish(report)
-                    MESSAGES_OUT.labels(SERVICE, "exec").inc()
+                    self._receive(sub, pub)
+                self._publish_outbox(pub)
                 pub.heartbeat(every=bus.heartbeat_interval_s)
             return 0
         finally:
@@ -284,22 +395,31 @@ class Engine:
             http.stop()
             self.store.close()
 
-    def _receive(self, sub: Subscriber) -> None:
-        try:
-            rec = sub.recv()
-        except WireError:
-            MESSAGES_DROPPED.labels(SERVICE, "malformed").inc()
-            return
-        MESSAGES_IN.labels(SERVICE, "order").inc()
-        if rec.gap:
-            SEQUENCE_GAPS.labels(SERVICE, "order").inc(rec.gap)
-            log.error("missed %d approved orders upstream", rec.gap)
-        if isinstance(rec.msg, OrderIntent):
-            self._on_intent(rec.msg)
+    def _receive(self, sub: Subscriber, pub: Publisher) -> None:
+        for _ in range(_MAX_BATCH):
+            try:
+                rec = sub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except WireError:
+                MESSAGES_DROPPED.labels(SERVICE, "malformed").inc()
+                continue
+            if rec.restarted:
+                PUBLISHER_RESTARTS.labels(SERVICE, RISK_SERVICE).inc()
+            if isinstance(rec.msg, OrderIntent):
+                MESSAGES_IN.labels(SERVICE, "order").inc()
+                if rec.gap:
+                    # Not lost: the risk manager replays every intent this engine does not know.
+                    SEQUENCE_GAPS.labels(SERVICE, "order").inc(rec.gap)
+                    log.warning("missed %d approved orders upstream; the risk manager replays them", rec.gap)
+                self._on_intent(rec.msg)
+            elif isinstance(rec.msg, SyncRequest):
+                MESSAGES_IN.labels(SERVICE, "sync").inc()
+                self._on_sync(rec.msg, pub)
 
 
 def run(settings: Settings) -> int:
     setup_logging(settings.log_level, settings.log_format, SERVICE)
     stop = threading.Event()
     install_signal_handlers(stop)
-    return Engine(settings).run(stop)
+    return ExecutionService(settings).run(stop)

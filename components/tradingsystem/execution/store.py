@@ -1,10 +1,16 @@
-"""Durable order state (SQLite, stdlib).
+"""Durable order state and the report outbox (SQLite, stdlib).
 
 The order row is written as PENDING_SUBMIT *before* the HTTP submit, so after a crash the
 restarted engine knows the order may exist at the broker and looks it up by its
 client_order_id before it would ever resubmit. WAL with ``synchronous=FULL``: every commit
 is on disk before the call returns, which is what the money path needs (an order costs one
 fsync, far below a broker round trip).
+
+The outbox: every order/fill state change writes its ``ExecutionReport`` in the same
+transaction, under ``report_seq`` = an AUTOINCREMENT key (durable, gap-free, never reused,
+continuing across restarts). Reports are published from here, and served again to a risk
+manager that asks for "every report after N" (a resync), so none is lost to a crash, a
+restart or a subscriber that was not connected yet.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from tradingsystem.common.wire import OrderStatus, OrderType, Side, TimeInForce
+import msgspec
+
+from tradingsystem.common.wire import ExecutionReport, OrderStatus, OrderType, Side, TimeInForce
 from tradingsystem.execution.orders import TERMINAL, Fill, Order
 
 _SCHEMA = """
@@ -33,7 +41,8 @@ CREATE TABLE IF NOT EXISTS orders (
     broker_order_id TEXT,
     filled_qty REAL NOT NULL,
     avg_fill_price REAL,
-    reason TEXT NOT NULL
+    reason TEXT NOT NULL,
+    approved_ts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS orders_status ON orders(status);
 CREATE TABLE IF NOT EXISTS fills (
@@ -44,12 +53,21 @@ CREATE TABLE IF NOT EXISTS fills (
     ts INTEGER NOT NULL,
     PRIMARY KEY (client_order_id, cum_qty)
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    report_seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_order_id TEXT NOT NULL,
+    report BLOB NOT NULL,
+    ts INTEGER NOT NULL
+);
 """
 
 _COLUMNS = (
     "client_order_id, symbol, side, qty, order_type, time_in_force, limit_price, origin_ts, "
-    "created_ns, status, broker_order_id, filled_qty, avg_fill_price, reason"
+    "created_ns, status, broker_order_id, filled_qty, avg_fill_price, reason, approved_ts"
 )
+_N_COLUMNS = _COLUMNS.count(",") + 1
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(ExecutionReport).decode
 
 
 def _row(o: Order) -> tuple[object, ...]:
@@ -68,6 +86,7 @@ def _row(o: Order) -> tuple[object, ...]:
         o.filled_qty,
         o.avg_fill_price,
         o.reason,
+        o.approved_ts,
     )
 
 
@@ -87,6 +106,7 @@ def _order(r: tuple[Any, ...]) -> Order:
         filled_qty=r[11],
         avg_fill_price=r[12],
         reason=r[13],
+        approved_ts=r[14],
     )
 
 
@@ -101,17 +121,23 @@ class OrderStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(orders)")}
+        if "approved_ts" not in columns:  # a store written before the column existed
+            self._db.execute("ALTER TABLE orders ADD COLUMN approved_ts INTEGER NOT NULL DEFAULT 0")
 
     def add(self, order: Order) -> bool:
         """Insert a new order; False if its client_order_id is already known (a replayed intent)."""
         with self._lock:
             cur = self._db.execute(
-                f"INSERT OR IGNORE INTO orders ({_COLUMNS}) VALUES ({','.join('?' * 14)})", _row(order)
+                f"INSERT OR IGNORE INTO orders ({_COLUMNS}) VALUES ({','.join('?' * _N_COLUMNS)})",
+                _row(order),
             )
             return cur.rowcount == 1
 
-    def save(self, order: Order, fill: Fill | None = None, ts: int = 0) -> None:
-        """Persist the order's state and, in the same transaction, the fill that produced it."""
+    def save(self, order: Order, fill: Fill | None = None, ts: int = 0) -> ExecutionReport:
+        """Persist the order's state, the fill that produced it and its report (the outbox),
+        in one transaction; returns the report with its durable ``report_seq``."""
+        report = order.report(fill)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -132,10 +158,49 @@ class OrderStore:
                         "INSERT OR IGNORE INTO fills VALUES (?,?,?,?,?)",
                         (order.client_order_id, order.filled_qty, fill.qty, fill.price, ts),
                     )
+                cur = self._db.execute(
+                    "INSERT INTO outbox (client_order_id, report, ts) VALUES (?,?,?)",
+                    (order.client_order_id, _encode(report), ts),
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        report.report_seq = int(cur.lastrowid or 0)
+        return report
+
+    def head(self) -> int:
+        """The last report_seq written (0 for an empty outbox)."""
+        with self._lock:
+            (n,) = self._db.execute("SELECT COALESCE(MAX(report_seq), 0) FROM outbox").fetchone()
+        return int(n)
+
+    def reports_since(self, since: int, limit: int = 500) -> list[ExecutionReport]:
+        """Reports with ``report_seq > since``, in order, at most ``limit``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT report_seq, report FROM outbox WHERE report_seq > ? ORDER BY report_seq LIMIT ?",
+                (since, limit),
+            ).fetchall()
+        out = []
+        for seq, blob in rows:
+            report = _decode(blob)
+            report.report_seq = seq
+            out.append(report)
+        return out
+
+    def known(self, cids: list[str]) -> set[str]:
+        """The subset of ``cids`` this store holds an order for."""
+        found: set[str] = set()
+        with self._lock:
+            for i in range(0, len(cids), 500):  # SQLite's bound-parameter limit
+                chunk = cids[i : i + 500]
+                rows = self._db.execute(
+                    f"SELECT client_order_id FROM orders WHERE client_order_id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+                found.update(r[0] for r in rows)
+        return found
 
     def get(self, client_order_id: str) -> Order | None:
         with self._lock:

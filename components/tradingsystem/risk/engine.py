@@ -19,6 +19,16 @@ all filled: a burst of approvals cannot overshoot a limit before the fills arriv
 order on the same side filled) skips the exposure limits and the REDUCING state: it can
 only shrink risk. It still needs a price, a sane reference price and a rate slot.
 Orders are sized by the rule in the config and are rejected, never resized, when over a limit.
+
+Reports move the book only for orders in the open-order book (approved here, or seeded from
+the broker at start): a report about an order this engine never counted is already in the
+positions it seeded from the broker. The service feeds reports exactly once, in the
+execution-engine's durable ``report_seq`` order (``risk.resync``).
+
+Everything a restart must not forget — kill switch set by control, manual reduce, both loss
+latches, the trading day and its P&L baseline, positions, marks, open orders — is exported
+as one ``PersistedState`` (``export``) plus the open orders changed since the last write
+(``take_order_changes``); ``restore`` takes both back. The service writes them to its store.
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from zoneinfo import ZoneInfo
+
+import msgspec
 
 from tradingsystem.common.money import ZERO, cents, dec
 from tradingsystem.common.wire import (
@@ -47,11 +59,12 @@ from tradingsystem.common.wire import (
     Trade,
 )
 from tradingsystem.risk.limits import Limits, OrderRate
-from tradingsystem.risk.positions import PositionBook
+from tradingsystem.risk.positions import Position, PositionBook
 
 TRADING_TZ = ZoneInfo("America/New_York")
 TERMINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED})
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+CONFIG_KILL = "config: risk.halted"  # the config's kill switch: the config decides it at each start
 
 
 def base36(n: int) -> str:
@@ -77,6 +90,14 @@ class OpenOrder:
     side: Side
     qty: Decimal
     filled: Decimal = ZERO
+    approved_ts: int = 0  # 0: seeded from the broker, not approved by this manager
+    ref_price: float = 0.0
+    reducing: bool = False
+    origin_ts: int = 0
+
+    @property
+    def from_broker(self) -> bool:
+        return self.approved_ts == 0
 
     @property
     def remaining(self) -> Decimal:
@@ -97,6 +118,40 @@ class Pending:
             self.sell += qty
 
 
+class PersistedPosition(msgspec.Struct, array_like=True, frozen=True):
+    qty: Decimal
+    avg_price: Decimal
+    realized: Decimal
+
+
+class PersistedOrder(msgspec.Struct, array_like=True, frozen=True):
+    symbol: str
+    side: Side
+    qty: Decimal
+    filled: Decimal
+    approved_ts: int
+    ref_price: float
+    reducing: bool
+    origin_ts: int
+
+
+class PersistedState(msgspec.Struct, frozen=True, kw_only=True):
+    """What a restarted risk manager must not forget (decimals are kept exact), but the open
+    orders: those are kept one row each (``PersistedOrder``), written as they change, so an
+    approval costs one small row however many orders are open."""
+
+    next_roll_ns: int
+    kill: str | None = None  # set by control; the config's kill switch is re-read at start
+    manual_reduce: str | None = None
+    breaker: str | None = None
+    loss_reducing: str | None = None
+    realized_at_day_start: Decimal = ZERO
+    baseline: dict[str, Decimal] = {}
+    baseline_pending: list[str] = []
+    marks: dict[str, Decimal] = {}
+    positions: dict[str, PersistedPosition] = {}
+
+
 class RiskEngine:
     def __init__(
         self,
@@ -113,6 +168,7 @@ class RiskEngine:
         self.symbols = frozenset(symbols)
         self.book = PositionBook()
         self.open_orders: dict[str, OpenOrder] = {}
+        self._changed_orders: set[str] = set()  # cids added, filled or removed since last taken
         self.pending: dict[str, Pending] = {}
         self._order_qty = dec(order_qty)
         self._sizing = sizing
@@ -121,7 +177,7 @@ class RiskEngine:
         self._rate = OrderRate(limits.max_orders_per_minute)
         self._seen_cids: set[str] = set()
         # State inputs; ``state`` is derived from them so it can never disagree with them.
-        self._kill: str | None = "config: risk.halted" if halted else None
+        self._kill: str | None = CONFIG_KILL if halted else None
         self._manual_reduce: str | None = None
         self._breaker: str | None = None
         self._loss_reducing: str | None = None
@@ -193,23 +249,123 @@ class RiskEngine:
         if self.book.qty(symbol):
             self._check_loss()
 
-    def on_report(self, report: ExecutionReport) -> None:
+    def seed_open_order(self, cid: str, symbol: str, side: Side, qty: float, filled: float) -> None:
+        """Count an order the broker holds open (start-up), unless it is already counted."""
+        if cid in self.open_orders:
+            return
+        self.open_orders[cid] = OpenOrder(symbol, side, dec(qty), dec(filled))
+        self._changed_orders.add(cid)
+        self.pending.setdefault(symbol, Pending()).add(side, max(dec(qty) - dec(filled), ZERO))
+
+    def on_report(self, report: ExecutionReport) -> bool:
+        """Apply a report; False (nothing changed) for an order not in the open-order book."""
         self._roll_day_if_due(self._clock())
         order = self.open_orders.get(report.client_order_id)
+        if order is None:
+            return False
         fill = dec(report.last_fill_qty)
-        # A repeated report (same cumulative filled_qty) must not count its fill twice.
-        new_fill = order is None or report.filled_qty == 0 or dec(report.filled_qty) > order.filled
+        # A repeated report (same cumulative filled_qty) must not count its fill twice; nor a
+        # fill the broker already showed when the order was seeded.
+        new_fill = dec(report.filled_qty) > order.filled
         if fill > 0 and report.last_fill_price is not None and new_fill:
+            fill = min(fill, dec(report.filled_qty) - order.filled)
             self.book.apply_fill(
                 report.symbol, fill if report.side is Side.BUY else -fill, dec(report.last_fill_price)
             )
-            if order is not None:
-                self.pending[order.symbol].add(order.side, -min(fill, order.remaining))
-                order.filled += fill
+            self.pending[order.symbol].add(order.side, -min(fill, order.remaining))
+            order.filled += fill
             self._check_loss()
-        if order is not None and report.status in TERMINAL:
+        if report.status in TERMINAL:
             self.pending[order.symbol].add(order.side, -order.remaining)
             del self.open_orders[report.client_order_id]
+        self._changed_orders.add(report.client_order_id)
+        return True
+
+    def release_foreign(self, cid: str, position: tuple[float, float] | None) -> None:
+        """An order seeded from the broker that the broker no longer holds open and the
+        execution-engine never knew: stop counting it and take the symbol's position over
+        from the broker again (its fills produce no execution reports)."""
+        o = self.open_orders.pop(cid, None)
+        if o is None:
+            return
+        self._changed_orders.add(cid)
+        self.pending[o.symbol].add(o.side, -o.remaining)
+        qty, avg = position or (0.0, 0.0)
+        self.book.seed(o.symbol, dec(qty), dec(avg))
+
+    def replay_intent(self, cid: str) -> OrderIntent | None:
+        """The intent of an order approved here, to publish again (the execution-engine lost
+        or never received it; it dedupes by cid and rejects it if too old)."""
+        o = self.open_orders.get(cid)
+        if o is None or o.from_broker:
+            return None
+        return OrderIntent(
+            client_order_id=cid,
+            symbol=o.symbol,
+            side=o.side,
+            qty=float(o.qty),
+            ref_price=o.ref_price,
+            reducing=o.reducing,
+            origin_ts=o.origin_ts,
+            approved_ts=o.approved_ts,
+        )
+
+    # --- persistence ---------------------------------------------------------------------
+    def export(self) -> PersistedState:
+        book = self.book
+        return PersistedState(
+            next_roll_ns=self._next_roll_ns,
+            kill=self._kill if self._kill != CONFIG_KILL else None,
+            manual_reduce=self._manual_reduce,
+            breaker=self._breaker,
+            loss_reducing=self._loss_reducing,
+            realized_at_day_start=book._realized_at_day_start,
+            baseline=dict(book._baseline),
+            baseline_pending=sorted(book._baseline_pending),
+            marks=dict(book.marks),
+            positions={
+                s: PersistedPosition(p.qty, p.avg_price, p.realized) for s, p in book.positions.items()
+            },
+        )
+
+    def take_order_changes(self) -> tuple[dict[str, PersistedOrder], list[str]]:
+        """Open orders added or changed, and ids of orders closed, since the last call."""
+        upserts: dict[str, PersistedOrder] = {}
+        closed: list[str] = []
+        for cid in self._changed_orders:
+            o = self.open_orders.get(cid)
+            if o is None:
+                closed.append(cid)
+            else:
+                upserts[cid] = PersistedOrder(
+                    o.symbol, o.side, o.qty, o.filled, o.approved_ts, o.ref_price, o.reducing, o.origin_ts
+                )
+        self._changed_orders.clear()
+        return upserts, closed
+
+    def restore(self, p: PersistedState, open_orders: dict[str, PersistedOrder]) -> None:
+        """Take over a state written by an earlier process; a new trading day since then rolls
+        (latches and today's baseline clear; a control kill switch stays)."""
+        if p.kill is not None:
+            self._kill = p.kill
+        self._manual_reduce = p.manual_reduce
+        self._breaker = p.breaker
+        self._loss_reducing = p.loss_reducing
+        self._next_roll_ns = p.next_roll_ns
+        book = self.book
+        book.positions = {s: Position(q.qty, q.avg_price, q.realized) for s, q in p.positions.items()}
+        book.marks = dict(p.marks)
+        book._realized_at_day_start = p.realized_at_day_start
+        book._baseline = dict(p.baseline)
+        book._baseline_pending = set(p.baseline_pending)
+        self.open_orders = {}
+        self.pending = {}
+        for cid, o in open_orders.items():
+            self.open_orders[cid] = OpenOrder(
+                o.symbol, o.side, o.qty, o.filled, o.approved_ts, o.ref_price, o.reducing, o.origin_ts
+            )
+            self.pending.setdefault(o.symbol, Pending()).add(o.side, max(o.qty - o.filled, ZERO))
+        self._roll_day_if_due(self._clock())
 
     # --- decisions ---------------------------------------------------------------------
     def on_signal(self, sig: Signal) -> OrderIntent | Rejection:
@@ -260,8 +416,17 @@ class RiskEngine:
             return reject(RejectReason.ORDER_RATE, f"{self.limits.max_orders_per_minute}/min")
         self._rate.record(now)
         self._seen_cids.add(cid)
-        self.open_orders[cid] = OpenOrder(symbol, side, qty)
+        self.open_orders[cid] = OpenOrder(
+            symbol,
+            side,
+            qty,
+            approved_ts=now,
+            ref_price=float(ref),
+            reducing=reducing,
+            origin_ts=sig.origin_ts,
+        )
         self.pending.setdefault(symbol, Pending()).add(side, qty)
+        self._changed_orders.add(cid)
         return OrderIntent(
             client_order_id=cid,
             symbol=symbol,
@@ -270,6 +435,7 @@ class RiskEngine:
             ref_price=float(ref),
             reducing=reducing,
             origin_ts=sig.origin_ts,
+            approved_ts=now,
         )
 
     def _size(self, sig: Signal) -> tuple[Side, Decimal]:
@@ -362,5 +528,6 @@ class RiskEngine:
             "gross_exposure": float(cents(self.gross_exposure())),
             "worst_case_gross_exposure": float(cents(self.worst_case_gross())),
             "open_orders": len(self.open_orders),
+            "open_order_ids": sorted(self.open_orders),
             "limits": self.limits.as_dict(),
         }

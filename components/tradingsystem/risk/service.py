@@ -4,6 +4,15 @@ One thread owns the ZeroMQ sockets and polls them together. The HTTP thread serv
 ``GET /state`` and ``POST /control`` ({"action": "halt"|"reduce"|"resume", "reason": ...});
 both touch the engine only under ``_lock``, so a halt is in force before its response is sent.
 State changes are published as ``RiskStatus`` by the socket thread.
+
+Durability (docs/risk.md): the engine's ``PersistedState`` and the last applied report_seq
+are written to ``risk.state_path`` after every change that matters — an approval *before*
+its intent is published, a control *before* it is acknowledged, reports at the end of each
+batch, a state change before it is published. At start the stored state is restored (same
+trading day: same latches), the broker's open orders are counted, and a resync with the
+execution-engine's outbox (``risk.resync``) delivers every report missed while down and
+replays every approved intent the engine never received. After a restart with stored state,
+signals are rejected (``not_synced``) until that first resync has completed.
 """
 
 from __future__ import annotations
@@ -24,26 +33,44 @@ from tradingsystem.common.runtime import Health, HttpEndpoint, install_signal_ha
 from tradingsystem.common.services import EXECUTION_ENGINE, MARKET_DATA, RISK_MANAGER, SIGNAL_BRIDGE
 from tradingsystem.common.wire import (
     TOPIC_EXEC,
+    TOPIC_EXEC_SYNC,
+    TOPIC_HEARTBEAT,
     TOPIC_QUOTE,
     TOPIC_SIGNAL,
     TOPIC_TRADE,
+    Action,
     Control,
     ControlAction,
     ExecutionReport,
+    Heartbeat,
     Msg,
     OrderIntent,
     Quote,
     Rejection,
+    RejectReason,
     RiskState,
     RiskStatus,
+    Side,
     Signal,
+    SyncReply,
     Trade,
 )
 from tradingsystem.risk.engine import RiskEngine
 from tradingsystem.risk.limits import Limits
-from tradingsystem.risk.reconcile import PositionSource, alpaca_positions, fetch_with_retry
+from tradingsystem.risk.reconcile import (
+    OpenOrderSource,
+    PositionSource,
+    alpaca_open_orders,
+    alpaca_positions,
+    fetch_with_retry,
+)
+from tradingsystem.risk.resync import ReportVerdict, Resync, SyncTrigger
+from tradingsystem.risk.store import RiskStore
 
 SERVICE = RISK_MANAGER.name
+EXECUTION = EXECUTION_ENGINE.name
+
+
 POLL_MS = 100
 MAX_BATCH = 256  # messages drained per socket before looking at the others again
 log = logging.getLogger(__name__)
@@ -55,6 +82,7 @@ class RiskService:
         settings: Settings,
         *,
         positions: PositionSource | None = None,
+        open_orders: OpenOrderSource | None = None,
         clock: Callable[[], int] = time.time_ns,
         http_port: int | None = None,
     ) -> None:
@@ -70,14 +98,33 @@ class RiskService:
             clock=clock,
         )
         self._positions = positions
+        self._open_orders = open_orders
+        self._clock = clock
         self._lock = threading.Lock()
+        self.store = RiskStore(rs.state_path)
+        stored = self.store.load()
+        self.warm = stored is not None
+        if stored is not None:
+            self.engine.restore(stored[0], stored[1])
+            log.warning(
+                "restored safety state: %s%s, %d open order(s), reports applied up to %s",
+                self.engine.state.value,
+                f" ({self.engine.state_reason})" if self.engine.state_reason else "",
+                len(self.engine.open_orders),
+                stored[2],
+            )
+        self.resync = Resync(stored[2] if stored is not None else None, rs.resync_interval_s)
+        # A restored state may miss fills of the time it was down: approve nothing until the
+        # first resync has delivered them. A first start's book is the broker's, fresh.
+        self._synced = not self.warm
+        self._dirty = False  # reports applied since the state was last written
         self.health = Health(SERVICE)
         port = rs.http_port if http_port is None else http_port
         routes = {"/state": self._get_state, "/control": self._post_control}
         self.http = HttpEndpoint(settings.bus.bind_host, port, self.health, routes)
         self._in = {
             k: m.MESSAGES_IN.labels(SERVICE, k.decode())
-            for k in (TOPIC_SIGNAL, TOPIC_QUOTE, TOPIC_TRADE, TOPIC_EXEC)
+            for k in (TOPIC_SIGNAL, TOPIC_QUOTE, TOPIC_TRADE, TOPIC_EXEC, TOPIC_EXEC_SYNC, TOPIC_HEARTBEAT)
         }
         self._hop = {k: m.HOP_LATENCY.labels(SERVICE, k.decode()) for k in self._in}
         self._published: tuple[RiskState, str] | None = None
@@ -97,6 +144,7 @@ class RiskService:
         with self._lock:
             self.engine.control(ctl.action, ctl.reason)
             state, reason = self.engine.state, self.engine.state_reason
+            self._persist(durable=True)  # on disk before the caller hears "HALTED"
         log.warning("control %s: state %s (%s)", ctl.action.value, state.value, reason)
         return 200, {"state": state.value, "reason": reason}
 
@@ -105,20 +153,36 @@ class RiskService:
         curve = self.settings.bus.curve
         return load_curve(curve.keys_dir, SERVICE, server) if curve.enabled else None
 
+    def _persist(self, *, durable: bool = False) -> None:
+        """Write the state, the changed open orders and the last applied report_seq (caller
+        holds ``_lock``); ``durable``: fsynced before returning (controls, latches)."""
+        eng = self.engine
+        self.store.save(
+            eng.export(), self.resync.last_seq, self._clock(), eng.take_order_changes(), durable=durable
+        )
+
     def run(self, stop: threading.Event) -> int:
         bus = self.settings.bus
         self.http.start()
         pub: Publisher | None = None
         subs: list[Subscriber] = []
         try:
-            if self._positions is not None and not self._seed(stop):
+            if not self._seed(stop):
                 return 0 if stop.is_set() else 1
             pub = Publisher(bus.bind_endpoint(bus.risk), service=SERVICE, curve=self._curve())
-            subs = [
-                Subscriber(bus.signals, [TOPIC_SIGNAL], curve=self._curve(SIGNAL_BRIDGE.name)),
-                Subscriber(bus.execution, [TOPIC_EXEC], curve=self._curve(EXECUTION_ENGINE.name)),
-                Subscriber(bus.market_data, [TOPIC_QUOTE, TOPIC_TRADE], curve=self._curve(MARKET_DATA.name)),
-            ]
+            publishers = {
+                SIGNAL_BRIDGE.name: Subscriber(
+                    bus.signals, [TOPIC_SIGNAL], curve=self._curve(SIGNAL_BRIDGE.name)
+                ),
+                # Heartbeats too: a restarted engine is noticed by its new epoch within a second.
+                EXECUTION: Subscriber(
+                    bus.execution, [TOPIC_EXEC, TOPIC_HEARTBEAT], curve=self._curve(EXECUTION)
+                ),
+                MARKET_DATA.name: Subscriber(
+                    bus.market_data, [TOPIC_QUOTE, TOPIC_TRADE], curve=self._curve(MARKET_DATA.name)
+                ),
+            }
+            subs = list(publishers.values())
             poller = zmq.Poller()
             for sub in subs:
                 poller.register(sub.sock, zmq.POLLIN)
@@ -127,9 +191,9 @@ class RiskService:
             log.info("risk-manager ready, publishing on %s", pub.endpoint)
             while not stop.is_set():
                 ready = dict(poller.poll(POLL_MS))
-                for sub in subs:
+                for name, sub in publishers.items():
                     if sub.sock in ready:
-                        self._drain(sub, pub)
+                        self._drain(sub, pub, name)
                 self._housekeeping(pub)
             return 0
         finally:
@@ -139,25 +203,39 @@ class RiskService:
             if pub is not None:
                 pub.close()
             self.http.stop()
+            with self._lock:
+                self.store.close()
 
     def _seed(self, stop: threading.Event) -> bool:
-        assert self._positions is not None
-        rows = fetch_with_retry(self._positions, stop)
-        if rows is None:
-            log.error("could not read positions from the broker; not starting blind")
-            return False
+        """First start: positions from the broker. Every start: the broker's open orders."""
+        if self._positions is not None and not self.warm:
+            rows = fetch_with_retry(self._positions, stop)
+            if rows is None:
+                log.error("could not read positions from the broker; not starting blind")
+                return False
+            with self._lock:
+                for row in rows:
+                    self.engine.seed_position(row.symbol, row.qty, row.avg_entry_price)
+            log.info("seeded %d position(s) from the broker", len(rows))
+        if self._open_orders is not None:
+            orders = fetch_with_retry(self._open_orders, stop)
+            if orders is None:
+                log.error("could not read open orders from the broker; not starting blind")
+                return False
+            with self._lock:
+                for o in orders:
+                    self.engine.seed_open_order(o.client_order_id, o.symbol, o.side, o.qty, o.filled_qty)
+            log.info("counted %d open order(s) held by the broker", len(orders))
         with self._lock:
-            for row in rows:
-                self.engine.seed_position(row.symbol, row.qty, row.avg_entry_price)
-        log.info("seeded %d position(s) from the broker", len(rows))
+            self._persist()
         return True
 
-    def _drain(self, sub: Subscriber, pub: Publisher) -> None:
+    def _drain(self, sub: Subscriber, pub: Publisher, publisher: str) -> None:
         for _ in range(MAX_BATCH):
             try:
                 rec = sub.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                break
             except WireError:
                 m.MESSAGES_DROPPED.labels(SERVICE, "malformed").inc()
                 continue
@@ -170,20 +248,100 @@ class RiskService:
             self._hop[kind].observe(max(time.time_ns() - rec.msg.ts, 0) / 1e9)
             if rec.gap:
                 m.SEQUENCE_GAPS.labels(SERVICE, kind.decode()).inc(rec.gap)
+            if rec.restarted:
+                m.PUBLISHER_RESTARTS.labels(SERVICE, publisher).inc()
+                log.warning("%s restarted (new epoch)", publisher)
+                if publisher == EXECUTION:
+                    self.resync.need(SyncTrigger.EPOCH)
             self._dispatch(rec.msg, pub)
+        if self._dirty:
+            with self._lock:
+                self._persist()
+            self._dirty = False
+
+    def _on_report(self, report: ExecutionReport) -> None:
+        verdict = self.resync.on_report(report.report_seq)
+        if verdict in (ReportVerdict.APPLY, ReportVerdict.UNSYNCED):
+            with self._lock:
+                self.engine.on_report(report)
+            self._dirty = True
+            self._gauges_due = 0.0  # positions moved: refresh now
+        elif verdict is ReportVerdict.GAP:
+            m.RISK_REPORT_GAPS.inc(report.report_seq - (self.resync.last_seq or 0) - 1)
+
+    def _on_sync_reply(self, reply: SyncReply, pub: Publisher) -> None:
+        """Every replayed report before this reply is applied; re-publish the intents the
+        engine has never seen (it dedupes by cid and rejects the stale ones)."""
+        with self._lock:
+            replays = [i for i in (self.engine.replay_intent(cid) for cid in reply.unknown) if i is not None]
+            foreign = [
+                c
+                for c in reply.unknown
+                if (o := self.engine.open_orders.get(c)) is not None and o.from_broker
+            ]
+        if foreign:
+            self._release_closed_foreign(foreign)
+        with self._lock:
+            self.resync.on_reply(reply, time.monotonic())
+            self._persist()
+        for intent in replays:
+            self._publish(pub, intent)
+            m.RISK_INTENT_REPLAYS.inc()
+        if replays:
+            log.warning("replayed %d approved intent(s) the execution-engine had not received", len(replays))
+        if not self._synced and self.resync.pending is None:
+            self._synced = True
+            log.info("in sync with the execution-engine at report %s", self.resync.last_seq)
+
+    def _release_closed_foreign(self, cids: list[str]) -> None:
+        """Orders counted from the broker at start that the engine never knew: only the broker
+        can say when they end. One read of its open orders and positions (errors: next resync)."""
+        if self._open_orders is None or self._positions is None:
+            return
+        try:
+            still_open = {o.client_order_id for o in self._open_orders()}
+            positions = {p.symbol: (p.qty, p.avg_entry_price) for p in self._positions()}
+        except Exception as exc:  # transport or API error: the next periodic resync retries
+            log.warning("broker open orders unavailable: %s", type(exc).__name__)
+            return
+        with self._lock:
+            for cid in cids:
+                if cid not in still_open:
+                    order = self.engine.open_orders.get(cid)
+                    if order is not None:
+                        log.warning("broker order %s no longer open: released", cid)
+                        self.engine.release_foreign(cid, positions.get(order.symbol))
+            self._dirty = True
 
     def _dispatch(self, msg: Msg, pub: Publisher) -> None:
         decision: OrderIntent | Rejection | None = None
+        if isinstance(msg, ExecutionReport):
+            self._on_report(msg)
+            return
+        if isinstance(msg, SyncReply):
+            self._on_sync_reply(msg, pub)
+            return
+        if isinstance(msg, Heartbeat):
+            return
         with self._lock:
             if isinstance(msg, Quote):
                 self.engine.on_quote(msg)
             elif isinstance(msg, Trade):
                 self.engine.on_trade(msg)
             elif isinstance(msg, Signal):
-                decision = self.engine.on_signal(msg)
-            elif isinstance(msg, ExecutionReport):
-                self.engine.on_report(msg)
-                self._gauges_due = 0.0  # positions moved: refresh now
+                if self._synced:
+                    decision = self.engine.on_signal(msg)
+                else:
+                    decision = Rejection(
+                        symbol=msg.symbol,
+                        side=Side.SELL if msg.action is Action.SELL else Side.BUY,
+                        qty=0.0,
+                        reason=RejectReason.NOT_SYNCED,
+                        detail="waiting for the first resync with the execution-engine",
+                        origin_ts=msg.origin_ts,
+                    )
+                if isinstance(decision, OrderIntent):
+                    self._persist()  # the reservation is on disk before the order exists
             else:
                 m.MESSAGES_DROPPED.labels(SERVICE, "malformed").inc()
         if decision is None:
@@ -209,7 +367,19 @@ class RiskService:
     def _housekeeping(self, pub: Publisher) -> None:
         with self._lock:
             status = (self.engine.state, self.engine.state_reason)
+
+        def open_cids() -> list[str]:
+            with self._lock:
+                return sorted(self.engine.open_orders)
+
+        trigger = self.resync.pending
+        request = self.resync.request(time.monotonic(), open_cids)
+        if request is not None:
+            m.RISK_RESYNCS.labels((self.resync.pending or trigger or SyncTrigger.PERIODIC).value).inc()
+            self._publish(pub, request)
         if status != self._published:
+            with self._lock:
+                self._persist(durable=True)  # a latch is on disk before it is announced
             if self._published is not None:
                 log.warning("risk state %s -> %s (%s)", self._published[0].value, status[0].value, status[1])
             self._published = status
@@ -229,6 +399,7 @@ class RiskService:
             for s in RiskState:
                 m.RISK_STATE.labels(s.value).set(1 if s is state else 0)
             m.KILL_SWITCH.set(1 if eng.kill_switch else 0)
+            m.RISK_OPEN_ORDERS.set(len(eng.open_orders))
             m.CIRCUIT_BREAKER.set(1 if eng.circuit_breaker else 0)
             for symbol in self.settings.symbols:  # configured symbols only: bounded labels
                 m.POSITION_QTY.labels(symbol).set(float(eng.book.qty(symbol)))
@@ -242,5 +413,7 @@ def run(settings: Settings) -> int:
     setup_logging(settings.log_level, settings.log_format, SERVICE)
     stop = threading.Event()
     install_signal_handlers(stop)
-    positions = alpaca_positions(settings) if settings.risk.reconcile_on_start else None
-    return RiskService(settings, positions=positions).run(stop)
+    reconcile = settings.risk.reconcile_on_start
+    positions = alpaca_positions(settings) if reconcile else None
+    open_orders = alpaca_open_orders(settings) if reconcile else None
+    return RiskService(settings, positions=positions, open_orders=open_orders).run(stop)

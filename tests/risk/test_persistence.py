@@ -1,0 +1,137 @@
+"""What a restarted risk manager gets back: the pure export/restore and the SQLite store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from risk_builders import FakeClock, make_engine, quote, report, signal
+
+from tradingsystem.common.wire import (
+    Action,
+    ControlAction,
+    ExecutionReport,
+    OrderIntent,
+    OrderStatus,
+    Rejection,
+    RiskState,
+    Side,
+)
+from tradingsystem.risk.engine import RiskEngine
+from tradingsystem.risk.store import RiskStore
+
+BUY, SELL = Action.BUY, Action.SELL
+HOUR = 3600
+
+
+def approved(decision: OrderIntent | Rejection) -> OrderIntent:
+    assert isinstance(decision, OrderIntent), decision
+    return decision
+
+
+def restarted(eng: RiskEngine, clock: FakeClock, tmp_path: Path, **risk: object) -> RiskEngine:
+    """Through the real store, as a new process would: export, write, read, restore."""
+    store = RiskStore(tmp_path / "risk.sqlite")
+    store.save(eng.export(), 7, clock(), eng.take_order_changes(), durable=True)
+    store.close()
+    loaded = RiskStore(tmp_path / "risk.sqlite").load()
+    assert loaded is not None and loaded[2] == 7
+    fresh = make_engine(clock, **risk)
+    fresh.restore(loaded[0], loaded[1])
+    return fresh
+
+
+def test_a_kill_switch_set_by_control_survives_a_restart(tmp_path: Path) -> None:
+    clock = FakeClock()
+    eng = make_engine(clock)
+    eng.control(ControlAction.HALT, "desk")
+    again = restarted(eng, clock, tmp_path)
+    assert (again.state, again.state_reason) == (RiskState.HALTED, "control: desk")
+
+
+def test_the_config_kill_switch_is_the_configs_to_decide_at_each_start(tmp_path: Path) -> None:
+    clock = FakeClock()
+    eng = make_engine(clock, halted=True)
+    assert restarted(eng, clock, tmp_path).state is RiskState.ACTIVE
+
+
+def test_a_latched_loss_breaker_survives_a_restart_on_the_same_day_only(tmp_path: Path) -> None:
+    clock = FakeClock()
+    eng = make_engine(clock, daily_loss_limit=100)
+    eng.on_quote(quote("AAPL", 100.0))
+    order = approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
+    eng.on_report(report(order, 10, 100.0))
+    eng.on_quote(quote("AAPL", 80.0))  # -200: breaker
+    assert eng.circuit_breaker
+    eng.on_quote(quote("AAPL", 100.0))  # the loss is gone; the latch is not
+    again = restarted(eng, clock, tmp_path, daily_loss_limit=1000)
+    assert again.state is RiskState.HALTED and again.circuit_breaker
+    clock.advance(24 * HOUR)  # the next trading day clears it
+    assert restarted(again, clock, tmp_path).state is RiskState.ACTIVE
+
+
+def test_positions_pnl_baseline_and_open_orders_come_back_exactly(tmp_path: Path) -> None:
+    clock = FakeClock()
+    eng = make_engine(clock)
+    eng.on_quote(quote("AAPL", 100.1))
+    first = approved(eng.on_signal(signal("AAPL", BUY, 100.1)))
+    eng.on_report(report(first, 3, 100.13, filled_total=3))
+    open_one = approved(eng.on_signal(signal("AAPL", BUY, 100.1)))
+    again = restarted(eng, clock, tmp_path)
+    assert again.book.snapshot() == eng.book.snapshot()
+    assert again.book.daily_pnl() == eng.book.daily_pnl()
+    assert set(again.open_orders) == {first.client_order_id, open_one.client_order_id}
+    assert again.pending["AAPL"].buy == eng.pending["AAPL"].buy == 17
+    assert again.replay_intent(open_one.client_order_id) == open_one
+
+
+def test_a_broker_open_order_is_counted_and_its_earlier_fills_not_twice() -> None:
+    eng = make_engine()
+    eng.on_quote(quote("AAPL", 100.0))
+    eng.seed_open_order("x-1", "AAPL", Side.BUY, 10, 4)  # 4 already in the broker's position
+    assert eng.pending["AAPL"].buy == 6
+    done = ExecutionReport(
+        client_order_id="x-1",
+        symbol="AAPL",
+        side=Side.BUY,
+        status=OrderStatus.FILLED,
+        qty=10,
+        filled_qty=10,
+        last_fill_qty=6,
+        last_fill_price=100.0,
+    )
+    assert eng.on_report(done)
+    assert eng.book.qty("AAPL") == 6 and eng.open_orders == {}
+    assert eng.replay_intent("x-1") is None  # never replayed: not approved here
+
+
+def test_a_report_for_an_order_never_counted_here_moves_nothing() -> None:
+    eng = make_engine()
+    stray = ExecutionReport(
+        client_order_id="other",
+        symbol="AAPL",
+        side=Side.BUY,
+        status=OrderStatus.FILLED,
+        qty=5,
+        filled_qty=5,
+        last_fill_qty=5,
+        last_fill_price=100.0,
+    )
+    assert not eng.on_report(stray)
+    assert eng.book.qty("AAPL") == 0
+
+
+def test_only_changed_open_orders_are_written_and_closed_ones_deleted(tmp_path: Path) -> None:
+    clock = FakeClock()
+    eng = make_engine(clock)
+    eng.on_quote(quote("AAPL", 100.0))
+    a = approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
+    b = approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
+    store = RiskStore(tmp_path / "risk.sqlite")
+    store.save(eng.export(), 1, clock(), eng.take_order_changes())
+    eng.on_report(report(a, 10, 100.0))  # a closes
+    upserts, closed = eng.take_order_changes()
+    assert (upserts, closed) == ({}, [a.client_order_id])
+    store.save(eng.export(), 2, clock(), (upserts, closed))
+    loaded = store.load()
+    store.close()
+    assert loaded is not None and set(loaded[1]) == {b.client_order_id}
