@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--duration", type=float, metavar="SECONDS", help="stop after this long (default: until Ctrl-C)"
     )
+    run.add_argument(
+        "--control-token-file",
+        metavar="FILE",
+        help="bearer token for the risk-manager's control port (default: a new one in the run directory)",
+    )
 
     for name, (_, help_) in SERVICES.items():
         p = sub.add_parser(name, help=help_, description=help_)
@@ -136,8 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from tradingsystem.supervisor import run_all
 
-            mode = "paper" if args.paper else "live" if args.live else None
-            return run_all(_settings(args, **({"mode": mode} if mode else {})), duration=args.duration)
+            over: dict[str, object] = {}
+            if args.paper or args.live:
+                over["mode"] = "paper" if args.paper else "live"
+            if args.control_token_file:
+                over["risk"] = {"control_token_file": args.control_token_file}
+            return run_all(_settings(args, **over), duration=args.duration)
         if args.command == "backtest":
             from tradingsystem.backtest.cli import main as backtest_main
 

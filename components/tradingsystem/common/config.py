@@ -33,6 +33,9 @@ from pydantic_settings import (
 
 SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
 LIVE_CONFIRMATION = "I-UNDERSTAND-THIS-TRADES-REAL-MONEY"
+# The risk-manager's authenticated control port (POST /control, GET /state), apart from the
+# read-only metrics/probe port so a NetworkPolicy can open each to different peers.
+CONTROL_PORT = 8093
 
 
 class Mode(enum.StrEnum):
@@ -129,6 +132,20 @@ class RiskSettings(_Section):
         5.0, gt=0, le=100, description="max distance of order price from last quote, %"
     )
     reconcile_on_start: bool = Field(True, description="seed positions from the broker at start")
+    control_host: str = Field("127.0.0.1", description="bind address of the control port")
+    control_port: int = Field(CONTROL_PORT, ge=1, le=65535, description="POST /control, GET /state")
+    control_token_file: Path | None = Field(
+        None, description="file holding the control bearer token; no token = control port off"
+    )
+    control_token: SecretStr | None = Field(
+        None, description="the control bearer token itself (env TS_RISK__CONTROL_TOKEN)"
+    )
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> RiskSettings:
+        if self.control_token_file is not None and self.control_token is not None:
+            raise ValueError("set control_token_file or control_token, not both")
+        return self
 
 
 class ExecutionSettings(_Section):

@@ -94,6 +94,11 @@ PNL_REALIZED = Gauge("tradingsystem_pnl_realized_dollars", "Realized P&L since s
 PNL_UNREALIZED = Gauge("tradingsystem_pnl_unrealized_dollars", "Unrealized P&L at last price")
 PNL_DAILY = Gauge("tradingsystem_pnl_daily_dollars", "Realized + unrealized P&L for the trading day")
 DAILY_LOSS_LIMIT = Gauge("tradingsystem_risk_daily_loss_limit_dollars", "Configured daily loss limit")
+CONTROL_REFUSED = Counter(
+    "tradingsystem_control_refused_total",
+    "Requests to the control port (POST /control, GET /state) refused, by reason (missing, malformed, wrong_token)",
+    ["reason"],
+)
 
 # --- execution-engine --------------------------------------------------------------
 ORDERS = Counter("tradingsystem_orders_total", "Order state transitions, by state reached", ["state"])
