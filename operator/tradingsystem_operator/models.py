@@ -148,22 +148,48 @@ class MonitoringSpec(_Model):
 
 
 class CurveSpec(_Model):
-    model_config = ConfigDict(
-        json_schema_extra=validations(
-            cel(
-                "!self.enabled || has(self.keysSecret)",
-                "curve.enabled needs curve.keysSecret: a Secret with the keys written by `tradingsystem keys`",
-            )
-        )
+    enabled: bool | None = Field(
+        default=None,
+        description="CurveZMQ on the bus; unset means on in mode live and off otherwise",
+    )
+    keys_secret: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="a Secret with keys written by `tradingsystem keys`; unset = the operator generates them",
     )
 
-    enabled: bool = False
-    keys_secret: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+class PeerSelector(_Model):
+    """Who may connect: pods matching ``podLabels`` in namespaces matching ``namespaceLabels``.
+
+    An empty ``namespaceLabels`` matches every namespace; an empty ``podLabels`` every pod.
+    """
+
+    namespace_labels: dict[str, str] = Field(default_factory=dict)
+    pod_labels: dict[str, str] = Field(default_factory=dict)
+
+
+# kube-prometheus-stack's Prometheus: namespace `monitoring`, pods `app.kubernetes.io/name: prometheus`.
+DEFAULT_SCRAPERS = PeerSelector(
+    namespace_labels={"kubernetes.io/metadata.name": "monitoring"},
+    pod_labels={"app.kubernetes.io/name": "prometheus"},
+)
 
 
 class SecuritySpec(_Model):
     network_policy: bool = True
     curve: CurveSpec = CurveSpec()
+    # Unset rather than a schema default: the API server would fill a nested default with the
+    # leaves' empty maps, which match everyone.
+    metrics_scrapers: PeerSelector | None = Field(
+        default=None,
+        description="who may reach the metrics ports; unset = kube-prometheus-stack's Prometheus "
+        "(namespace monitoring, pods app.kubernetes.io/name=prometheus)",
+    )
+    control_clients: PeerSelector | None = Field(
+        default=None,
+        description="who may reach the risk-manager's control port; unset = the operator's own pods",
+    )
 
 
 _SPEC_RULES = validations(
