@@ -193,13 +193,13 @@ def test_generated_curve_keys_load_per_service_and_carry_a_zmq_hop(tmp_path: Pat
 def test_a_token_rotation_rolls_only_the_risk_manager_and_a_key_rotation_only_the_pipeline() -> None:
     spec = make_spec(security={"curve": {"enabled": True}})
 
-    def hashes(**kw: Any) -> dict[str, tuple[str, str, str]]:
+    def hashes(**kw: Any) -> dict[str, tuple[str, ...]]:
         out = render(make_inputs(spec=spec, **kw)).manifests
         return {
             n: tuple(
                 pod(out, n)["metadata"]["annotations"].get(a, "")
                 for a in (HASH_ANNOTATION, CONTROL_HASH_ANNOTATION, CURVE_HASH_ANNOTATION)
-            )  # type: ignore[misc]
+            )
             for n in ("sim", "market-data", "signal-bridge", "risk-manager", "execution-engine")
         }
 
