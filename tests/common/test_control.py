@@ -93,3 +93,12 @@ def test_the_client_hides_its_token_and_reports_an_unreachable_port_as_0() -> No
     client = ControlClient("http://127.0.0.1:9", TOKEN, timeout=1)
     assert "s3cret" not in repr(client)
     assert client.control("halt") == (0, None)
+
+
+def test_run_control_token_file_flag_keeps_the_rest_of_the_risk_section(tmp_path: Path) -> None:
+    from tradingsystem.cli import build_parser
+
+    (tmp_path / "c.yaml").write_text("risk: {max_order_qty: 7}\n")
+    args = build_parser().parse_args(["run", "--control-token-file", str(tmp_path / "t")])
+    settings = load_settings(tmp_path / "c.yaml", risk={"control_token_file": args.control_token_file})
+    assert (settings.risk.max_order_qty, settings.risk.control_token_file) == (7, tmp_path / "t")
