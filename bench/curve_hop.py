@@ -27,13 +27,13 @@ SERVER, CLIENT = "bench-server", "bench-client"
 
 @dataclass(frozen=True)
 class Config:
-    rate: int = 10_000  # paced rate for the latency figures
-    paced: int = 50_000
+    rate: int = 5_000  # paced rate for the latency figures (the pipeline's latency target rate)
+    paced: int = 25_000
     unpaced: int = 200_000
-    rounds: int = 2
+    rounds: int = 3
 
 
-QUICK = Config(paced=10_000, unpaced=50_000, rounds=1)
+QUICK = Config(paced=5_000, unpaced=50_000, rounds=1)
 
 
 @dataclass

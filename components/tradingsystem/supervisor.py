@@ -5,6 +5,10 @@ inherit ``ALPACA_*`` from the environment), starts the processes consumers first
 for each ``/readyz``, then prints a live summary read from the services' own endpoints
 until Ctrl-C or ``duration``. ``Pipeline`` is also what the end-to-end tests use.
 
+The risk-manager's control port is bound to 127.0.0.1 and guarded by a bearer token: a fresh
+one in ``<run dir>/control-token`` (mode 0600, path printed once), or the user's
+``--control-token-file``; the supervisor's own ``/state`` reads carry it.
+
 No service outlives the supervisor: SIGTERM, SIGHUP, Ctrl-C and a closed output pipe
 (``tradingsystem run | head``) stop them in order, and on Linux each child also gets SIGTERM
 from the kernel if the supervisor dies any other way (SIGKILL, OOM), see ``die_with_parent``.
