@@ -71,8 +71,10 @@ def _configure(p: Pipeline, limit: dict[str, Any]) -> None:
     wanted = {**BASE_RISK, **limit}
     current = p.settings.risk.model_dump()
     defaults = type(p.settings.risk)().model_dump()
-    # Everything not named here goes back to its default, so only one limit is tight.
-    target = {**{k: v for k, v in defaults.items() if k != "http_port"}, **wanted}
+    # Every limit not named here goes back to its default, so only one limit is tight; the
+    # ports and the control token stay as the pipeline set them.
+    keep = {k for k in defaults if k == "http_port" or k.startswith("control_")}
+    target = {**{k: v for k, v in defaults.items() if k not in keep}, **wanted}
     if any(current[k] != v for k, v in target.items()):
         restart_risk_manager(p, **target)
 
