@@ -246,6 +246,7 @@ def raw(port: int, path: str, body: bytes | None = None, authorization: str | No
         with urllib.request.urlopen(req, timeout=5) as resp:
             return int(resp.status)
     except urllib.error.HTTPError as exc:
+        assert exc.code != 401 or exc.headers["WWW-Authenticate"].startswith("Bearer")
         return exc.code
 
 

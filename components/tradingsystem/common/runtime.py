@@ -102,6 +102,8 @@ class HttpEndpoint:
         class Handler(BaseHTTPRequestHandler):
             def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
                 self.send_response(status)
+                if status == 401:  # RFC 9110: say which scheme to use
+                    self.send_header("WWW-Authenticate", 'Bearer realm="tradingsystem"')
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
