@@ -8,7 +8,7 @@ import platform
 import sys
 import time
 
-BENCHES = ("wire_codec", "sim_throughput", "pipeline", "operator_apply", "backtest")
+BENCHES = ("wire_codec", "sim_throughput", "pipeline", "curve_hop", "operator_apply", "backtest")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -133,6 +133,7 @@ def bench_settings(workdir: Path) -> Settings:
             },
             "risk": {
                 "http_port": free_port(),
+                "control_port": free_port(),
                 "sizing": "fixed",
                 "order_qty": 1,
                 "max_order_qty": 1e6,

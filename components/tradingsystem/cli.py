@@ -35,7 +35,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _help(svc: Service) -> str:
-    return f"{svc.summary} (PUB :{svc.pub_port}, HTTP :{svc.http_port})"
+    control = f", control :{svc.control_port}" if svc.control_port is not None else ""
+    return f"{svc.summary} (PUB :{svc.pub_port}, HTTP :{svc.http_port}{control})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--duration", type=float, metavar="SECONDS", help="stop after this long (default: until Ctrl-C)"
+    )
+    run.add_argument(
+        "--control-token-file",
+        metavar="FILE",
+        help="bearer token for the risk-manager's control port (default: a new one in the run directory)",
     )
 
     for svc in PIPELINE:
@@ -124,8 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from tradingsystem.supervisor import run_all
 
-            mode = "paper" if args.paper else "live" if args.live else None
-            return run_all(_settings(args, **({"mode": mode} if mode else {})), duration=args.duration)
+            over: dict[str, object] = {}
+            if args.paper or args.live:
+                over["mode"] = "paper" if args.paper else "live"
+            if args.control_token_file:
+                over["risk"] = {"control_token_file": args.control_token_file}
+            return run_all(_settings(args, **over), duration=args.duration)
         if args.command == "backtest":
             from tradingsystem.backtest.cli import main as backtest_main
 

@@ -5,6 +5,10 @@ inherit ``ALPACA_*`` from the environment), starts the processes in the catalogu
 ``start_order`` (consumers first; see ``common/services.py``), waits for each ``/readyz``, then prints a live summary read from the services' own endpoints
 until Ctrl-C or ``duration``. ``Pipeline`` is also what the end-to-end tests use.
 
+The risk-manager's control port is bound to 127.0.0.1 and guarded by a bearer token: a fresh
+one in ``<run dir>/control-token`` (mode 0600, path printed once), or the user's
+``--control-token-file``; the supervisor's own ``/state`` reads carry it.
+
 No service outlives the supervisor: SIGTERM, SIGHUP, Ctrl-C and a closed output pipe
 (``tradingsystem run | head``) stop them in order, and on Linux each child also gets SIGTERM
 from the kernel if the supervisor dies any other way (SIGKILL, OOM), see ``die_with_parent``.
@@ -33,6 +37,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tradingsystem.common.config import Mode, Settings
+from tradingsystem.common.control import ControlClient, read_token, token_from_settings, write_token
 from tradingsystem.common.services import (
     BY_NAME,
     EXECUTION_ENGINE,
@@ -69,7 +74,9 @@ def http_port(settings: Settings, name: str) -> int:
 
 
 def settings_yaml(settings: Settings) -> str:
-    data = settings.model_dump(mode="json", exclude={"alpaca": {"api_key", "secret_key"}})
+    # The control token travels as a file path (risk.control_token_file), never inline.
+    exclude = {"alpaca": {"api_key", "secret_key"}, "risk": {"control_token"}}
+    data = settings.model_dump(mode="json", exclude=exclude)
     return yaml.safe_dump(data, sort_keys=False)
 
 
@@ -117,10 +124,33 @@ class Pipeline:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tradingsystem-")))
     env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    control: ControlClient | None = None  # the risk-manager's control port, set by start()
 
     @property
     def config_path(self) -> Path:
         return self.workdir / "config.yaml"
+
+    @property
+    def token_path(self) -> Path:
+        """Where the control token is: the user's file, or one generated in the run directory."""
+        return self.settings.risk.control_token_file or self.workdir / "control-token"
+
+    def _prepare_control(self) -> None:
+        """Control stays on loopback; its token is a 0600 file that the risk-manager reads.
+
+        A token given inline (TS_RISK__CONTROL_TOKEN) is written to such a file too, so the
+        children's config names a path, never the token.
+        """
+        rs = self.settings.risk
+        if rs.control_token_file is not None:
+            token = read_token(rs.control_token_file)
+        else:
+            token = write_token(self.token_path, token_from_settings(rs))
+        risk = rs.model_copy(
+            update={"control_host": "127.0.0.1", "control_token_file": self.token_path, "control_token": None}
+        )
+        self.settings = self.settings.model_copy(update={"risk": risk})
+        self.control = ControlClient(f"http://127.0.0.1:{risk.control_port}", token, timeout=5.0)
 
     def url(self, name: str, path: str) -> str:
         host = "127.0.0.1"
@@ -143,7 +173,8 @@ class Pipeline:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
-            env={**os.environ, **self.env},
+            # An inherited inline token would clash with the file the config names.
+            env={k: v for k, v in {**os.environ, **self.env}.items() if k != "TS_RISK__CONTROL_TOKEN"},
             start_new_session=True,
         )
         self.procs[name] = proc
@@ -167,6 +198,7 @@ class Pipeline:
 
     def start(self, timeout: float = 60.0) -> Pipeline:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._prepare_control()
         self.config_path.write_text(settings_yaml(self.settings))
         for svc in start_order(with_sim=self.settings.mode is Mode.SIM):
             self.start_process(svc.name)
@@ -201,7 +233,7 @@ class Pipeline:
         sb = scrape(self.url(SIGNAL_BRIDGE.name, "/metrics"))
         rm = scrape(self.url(RISK_MANAGER.name, "/metrics"))
         ee = scrape(self.url(EXECUTION_ENGINE.name, "/metrics"))
-        _, state = get_json(self.url(RISK_MANAGER.name, "/state"))
+        _, state = self.control.state() if self.control is not None else (0, None)
         state = state or {}
         return {
             "ticks": total(md, "tradingsystem_marketdata_ticks_total"),
@@ -271,6 +303,11 @@ def run_all(settings: Settings, duration: float | None = None) -> int:
     with _stop_signals_as_interrupt():
         try:
             pipeline.start()
+            print(
+                f"control token in {pipeline.token_path} (POST /control, GET /state on "
+                f"127.0.0.1:{pipeline.settings.risk.control_port} with 'Authorization: Bearer <token>')",
+                flush=True,
+            )
             print("all services ready; Ctrl-C to stop", flush=True)
             end = time.monotonic() + duration if duration else None
             while end is None or time.monotonic() < end:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from tradingsystem_operator.models import GROUP, PLURAL, VERSION, Reason
-from tradingsystem_operator.render import MANAGER, Observed, digest
+from tradingsystem_operator.render import MANAGER, ROTATION_ANNOTATION, Observed, digest
 
 FIELD_MANAGER = MANAGER
 MONITORING = "monitoring.coreos.com/v1"
@@ -27,6 +27,9 @@ KINDS: dict[str, tuple[str, str]] = {
     "ServiceMonitor": (MONITORING, "servicemonitors"),
     "PrometheusRule": (MONITORING, "prometheusrules"),
 }
+# Secrets we generate (control token, CurveZMQ keys) are applied but never listed or pruned:
+# they go with their owner.
+APPLIED_KINDS: dict[str, tuple[str, str]] = {**KINDS, "Secret": ("v1", "secrets")}
 # Always prunable; ServiceMonitor/PrometheusRule only where their CRDs exist.
 PRUNABLE = ("ConfigMap", "Service", "Deployment", "NetworkPolicy")
 _OBJ = {200: "object", 201: "object"}
@@ -107,7 +110,7 @@ def needs_apply(manifest: dict[str, Any], live: dict[str, Any] | None) -> bool:
 
 async def apply(api: ApiClient, manifest: dict[str, Any]) -> None:
     """Server-side apply with our field manager, forcing ownership of the fields we set."""
-    api_version, plural = KINDS[manifest["kind"]]
+    api_version, plural = APPLIED_KINDS[manifest["kind"]]
     meta = manifest["metadata"]
     path = f"{_collection(api_version, plural, meta['namespace'])}/{meta['name']}"
     query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
@@ -174,10 +177,52 @@ async def secret_digest(api: ApiClient, namespace: str, name: str, keys: Iterabl
         raise CredentialsError(
             Reason.SECRET_KEY_MISSING, f"Secret {namespace}/{name} has no (or empty) key(s) {missing}"
         )
+    return keyed_digest(data, keys, salt)
+
+
+def keyed_digest(data: Mapping[str, str], keys: Iterable[str], salt: str) -> str:
+    """HMAC-SHA256 (keyed with ``salt``) of ``data``'s ``keys``: changes with the values, reveals
+    nothing about them. No I/O."""
     mac = hmac.new(salt.encode(), digestmod=hashlib.sha256)
     for key in sorted(keys):
         mac.update(key.encode() + b"\0" + data[key].encode() + b"\0")
     return mac.hexdigest()[:16]
+
+
+async def ensure_owned_secret(
+    api: ApiClient,
+    namespace: str,
+    name: str,
+    rotation: str,
+    make: Callable[[], dict[str, Any]],
+    owner_uid: str,
+) -> dict[str, str]:
+    """Our generated Secret's data (base64 values), created or regenerated only when needed.
+
+    ``make()`` returns a fresh manifest (new token or keys); it is called only if the Secret is
+    missing or ``rotation`` differs from the request it was made for. A Secret of that name not
+    controlled by us is left alone (CredentialsError), never overwritten.
+    """
+    path = f"{_collection('v1', 'secrets', namespace)}/{name}"
+    try:
+        live: dict[str, Any] | None = await _call(api, "GET", path)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        live = None
+    if live is not None:
+        refs = live["metadata"].get("ownerReferences") or []
+        if not any(r.get("uid") == owner_uid and r.get("controller") for r in refs):
+            raise CredentialsError(
+                Reason.SECRET_NOT_OWNED,
+                f"Secret {namespace}/{name} exists but is not ours: rename or delete it",
+            )
+        annotations = live["metadata"].get("annotations") or {}
+        if annotations.get(ROTATION_ANNOTATION) == rotation and live.get("data"):
+            return dict(live["data"])
+    fresh: dict[str, Any] = make()
+    await apply(api, fresh)
+    return dict(fresh["data"])
 
 
 def observe(live: Live) -> tuple[Observed, dict[str, int]]:

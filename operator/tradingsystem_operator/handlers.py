@@ -34,6 +34,9 @@ MAX_RETRY_DELAY = 60.0
 # Passes in flight across all objects. Each holds its children's listings; unbounded, 100 objects
 # created at once would hold them all at the same time (memory) and contend for the API server.
 MAX_CONCURRENT_PASSES = 8
+# Our own namespace (the chart sets it from the downward API): the NetworkPolicy opens the
+# risk-manager's control port to the operator's pods there.
+OPERATOR_NAMESPACE = os.environ.get("POD_NAMESPACE", "")
 
 
 @kopf.on.startup()
@@ -100,7 +103,7 @@ async def _run(body: Mapping[str, Any], memo: kopf.Memo, retry: int) -> None:
 async def _reconcile(body: Mapping[str, Any], memo: kopf.Memo, retry: int) -> None:
     """One pass; the caller holds the object's lock."""
     started = time.monotonic()
-    outcome = await reconcile(memo.api, body, memo.rule_groups)
+    outcome = await reconcile(memo.api, body, memo.rule_groups, OPERATOR_NAMESPACE)
     RECONCILE_DURATION.observe(time.monotonic() - started)
     RECONCILES.labels("error" if outcome.problem else "success").inc()
     if outcome.problem is not None:

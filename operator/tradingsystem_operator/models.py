@@ -193,28 +193,59 @@ class MonitoringSpec(_Model):
 class CurveSpec(_Model):
     """CurveZMQ encryption and client authentication of the bus."""
 
-    model_config = ConfigDict(
-        json_schema_extra=validations(
-            cel(
-                "!self.enabled || has(self.keysSecret)",
-                "curve.enabled needs curve.keysSecret: a Secret with the keys written by `tradingsystem keys`",
-            )
-        )
+    enabled: bool | None = Field(
+        default=None,
+        description="encrypt and authenticate the bus; unset means on in mode live and off otherwise",
+    )
+    keys_secret: str | None = Field(
+        default=None,
+        pattern=DNS_NAME,
+        description="Secret with the key pairs `tradingsystem keys` wrote; unset = the operator generates "
+        "them into a Secret it owns",
     )
 
-    enabled: bool = Field(default=False, description="encrypt and authenticate the bus")
-    keys_secret: str | None = Field(
-        default=None, pattern=DNS_NAME, description="Secret with the key pairs `tradingsystem keys` wrote"
+
+class PeerSelector(_Model):
+    """Who may connect: pods matching ``podLabels`` in namespaces matching ``namespaceLabels``.
+
+    An empty ``namespaceLabels`` matches every namespace; an empty ``podLabels`` every pod.
+    """
+
+    namespace_labels: dict[str, str] = Field(
+        default_factory=dict, description="labels of the peers' namespaces; empty = every namespace"
     )
+    pod_labels: dict[str, str] = Field(
+        default_factory=dict, description="labels of the peer pods; empty = every pod"
+    )
+
+
+# kube-prometheus-stack's Prometheus: namespace `monitoring`, pods `app.kubernetes.io/name: prometheus`.
+DEFAULT_SCRAPERS = PeerSelector(
+    namespace_labels={"kubernetes.io/metadata.name": "monitoring"},
+    pod_labels={"app.kubernetes.io/name": "prometheus"},
+)
 
 
 class SecuritySpec(_Model):
-    """Network isolation of the services."""
+    """Network isolation of the services, encryption of the bus."""
 
     network_policy: bool = Field(
-        default=True, description="NetworkPolicies: each bus port only from its subscribers"
+        default=True,
+        description="NetworkPolicies: each bus port only from its subscribers, metrics only from the "
+        "scrapers, the control port only from its clients",
     )
     curve: CurveSpec = Field(default=CurveSpec(), description="CurveZMQ on the bus")
+    # Unset rather than a schema default: the API server would fill a nested default with the
+    # leaves' empty maps, which match everyone.
+    metrics_scrapers: PeerSelector | None = Field(
+        default=None,
+        description="who may reach the metrics ports; unset = kube-prometheus-stack's Prometheus "
+        "(namespace monitoring, pods app.kubernetes.io/name=prometheus)",
+    )
+    control_clients: PeerSelector | None = Field(
+        default=None,
+        description="who may reach the risk-manager's control port; unset = the operator's own pods",
+    )
 
 
 _SPEC_RULES = validations(
@@ -329,6 +360,7 @@ class Reason(StrEnum):
     AS_EXPECTED = "AsExpected"
     SECRET_NOT_FOUND = "SecretNotFound"
     SECRET_KEY_MISSING = "SecretKeyMissing"
+    SECRET_NOT_OWNED = "SecretNotOwned"  # a Secret we would generate exists and is not ours
     API_ERROR = "ApiError"
     INVALID_SPEC = "InvalidSpec"
     # Halted

@@ -10,16 +10,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import SecretStr
 
 from tradingsystem_operator import apply as k8s
-from tradingsystem_operator.models import InvalidSpecError, Reason, TradingSystemSpec, parse_spec
-from tradingsystem_operator.render import Inputs, Owner, render
+from tradingsystem_operator.control import (
+    control_url,
+    halt,
+    new_control_secret,
+    new_curve_secret,
+    token_from_data,
+)
+from tradingsystem_operator.models import InvalidSpecError, Phase, Reason, TradingSystemSpec, parse_spec
+from tradingsystem_operator.render import (
+    CONTROL_TOKEN_KEY,
+    PIPELINE,
+    RISK_MANAGER,
+    ROTATE_CONTROL_TOKEN,
+    ROTATE_CURVE_KEYS,
+    Inputs,
+    Owner,
+    child_name,
+    control_secret_name,
+    curve_enabled,
+    curve_secret_name,
+    render,
+)
 from tradingsystem_operator.status import (
     Problem,
     StatusInputs,
@@ -28,6 +50,8 @@ from tradingsystem_operator.status import (
     now,
     paused_status,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,7 +69,10 @@ def _api_problem(exc: ApiException) -> Problem:
 
 
 async def reconcile(
-    api: ApiClient, body: Mapping[str, Any], rule_groups: tuple[dict[str, Any], ...]
+    api: ApiClient,
+    body: Mapping[str, Any],
+    rule_groups: tuple[dict[str, Any], ...],
+    operator_namespace: str = "",
 ) -> Outcome:
     meta = body["metadata"]
     owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
@@ -71,6 +98,7 @@ async def reconcile(
             secret_hash = await k8s.secret_digest(
                 api, owner.namespace, creds.secret_name, [creds.api_key_key, creds.secret_key_key], owner.uid
             )
+        control_data, curve_hash = await _owned_secrets(api, owner, spec, meta.get("annotations") or {})
         # Discovery: monitoring objects only where prometheus-operator's CRDs are installed.
         sm_crd = await k8s.resource_exists(api, k8s.MONITORING, "servicemonitors")
         pr_crd = await k8s.resource_exists(api, k8s.MONITORING, "prometheusrules")
@@ -81,6 +109,9 @@ async def reconcile(
         ]
         live = await k8s.list_children(api, owner.namespace, owner.name, [*kinds, "PersistentVolumeClaim"])
         observed, ready = k8s.observe(live)
+        if spec.halted and previous.get("phase") != Phase.HALTED:
+            # Fast path first (HALT in the running process), then the durable one below.
+            await _halt_running(owner, live, token_from_data(control_data))
         inputs = Inputs(
             owner=owner,
             spec=spec,
@@ -89,6 +120,9 @@ async def reconcile(
             service_monitor_crd=sm_crd,
             prometheus_rule_crd=pr_crd,
             rule_groups=rule_groups,
+            operator_namespace=operator_namespace,
+            control_token_hash=k8s.keyed_digest(control_data, [CONTROL_TOKEN_KEY], owner.uid),
+            curve_hash=curve_hash,
         )
         rendered = render(inputs)
         manifests = [k8s.stamped(m) for m in rendered.manifests]
@@ -119,6 +153,53 @@ async def reconcile(
     except ApiException as exc:
         return await _report_problem(api, owner, generation, previous, _api_problem(exc), spec)
     return Outcome(status)
+
+
+async def _owned_secrets(
+    api: ApiClient, owner: Owner, spec: TradingSystemSpec, annotations: Mapping[str, str]
+) -> tuple[dict[str, str], str]:
+    """The control token Secret's data and the digest of the CurveZMQ keys ("" with curve off),
+    generating (or rotating, on a new annotation value) the Secrets we own."""
+    rotate = annotations.get(ROTATE_CONTROL_TOKEN, "")
+    control = await k8s.ensure_owned_secret(
+        api,
+        owner.namespace,
+        control_secret_name(owner),
+        rotate,
+        lambda: new_control_secret(owner, rotate),
+        owner.uid,
+    )
+    if not curve_enabled(spec):
+        return control, ""
+    files = [f"{s.name}{ext}" for s in PIPELINE for ext in (".key", ".key_secret")]
+    name = curve_secret_name(owner, spec)
+    if spec.security.curve.keys_secret:  # the user's own keys: checked and hashed, never changed
+        return control, await k8s.secret_digest(api, owner.namespace, name, files, owner.uid)
+    rotate_keys = annotations.get(ROTATE_CURVE_KEYS, "")
+    curve = await k8s.ensure_owned_secret(
+        api, owner.namespace, name, rotate_keys, lambda: new_curve_secret(owner, rotate_keys), owner.uid
+    )
+    return control, k8s.keyed_digest(curve, files, owner.uid)
+
+
+async def _halt_running(owner: Owner, live: k8s.Live, token: SecretStr) -> None:
+    """POST /control halt to the running risk-manager through its Service; a failure is logged
+    (no token in it) and left to the durable path."""
+    service = live.get(("Service", child_name(owner, RISK_MANAGER.name))) or {}
+    ip = (service.get("spec") or {}).get("clusterIP")
+    if not ip or ip == "None":
+        return
+    result = await halt(control_url(ip), token, f"spec.halted on {owner.namespace}/{owner.name}")
+    if result.ok:
+        log.info("%s/%s: risk-manager halted in %.3fs", owner.namespace, owner.name, result.seconds)
+    else:
+        log.warning(
+            "%s/%s: risk-manager halt call answered %s after %.3fs; relying on the rolled pod",
+            owner.namespace,
+            owner.name,
+            result.status or "nothing",
+            result.seconds,
+        )
 
 
 def _key(manifest: Mapping[str, Any]) -> tuple[str, str]:

@@ -6,8 +6,10 @@ ownerReference so deleting the TradingSystem garbage-collects them.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +26,14 @@ from tradingsystem.common.services import (
     start_order,
     subscribers,
 )
-from tradingsystem_operator.models import GROUP, KIND, VERSION, TradingSystemSpec
+from tradingsystem_operator.models import (
+    DEFAULT_SCRAPERS,
+    GROUP,
+    KIND,
+    VERSION,
+    PeerSelector,
+    TradingSystemSpec,
+)
 from tradingsystem_operator.startup import GateInputs, gate
 
 MANAGER = "tradingsystem-operator"
@@ -34,6 +43,20 @@ CURVE_DIR = "/var/run/tradingsystem/curve"
 MODEL_DIR = "/var/run/tradingsystem/model"
 HASH_ANNOTATION = f"{GROUP}/config-hash"
 RUN_AS = 10001
+CONTROL_DIR = "/var/run/tradingsystem/control"
+CONTROL_TOKEN_KEY = "token"
+# Pod-template annotations: keyed digests of the owned Secrets, so a rotation rolls the pods
+# that mount them (and only those).
+CONTROL_HASH_ANNOTATION = f"{GROUP}/control-token-hash"
+CURVE_HASH_ANNOTATION = f"{GROUP}/curve-keys-hash"
+# On the TradingSystem: a new value asks for a new token / new key pairs. The value last acted
+# on is kept on the Secret under ROTATION_ANNOTATION, so each request is handled once.
+ROTATE_CONTROL_TOKEN = f"{GROUP}/rotate-control-token"
+ROTATE_CURVE_KEYS = f"{GROUP}/rotate-curve-keys"
+ROTATION_ANNOTATION = f"{GROUP}/rotation"
+# The operator's pods as the Helm chart labels them: the default control-port clients.
+OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "tradingsystem-operator"}
+SECRET_FILE_MODE = 0o440  # owner root, group fsGroup (the service user): read-only for it
 
 
 @dataclass(frozen=True)
@@ -60,6 +83,9 @@ class Inputs:
     service_monitor_crd: bool = False
     prometheus_rule_crd: bool = False
     rule_groups: tuple[dict[str, Any], ...] = ()
+    operator_namespace: str = ""  # where the operator runs; "" = any namespace (see control_peer)
+    control_token_hash: str = ""  # keyed digest of the control-token Secret
+    curve_hash: str = ""  # keyed digest of the CurveZMQ keys Secret; "" with curve off
 
 
 @dataclass
@@ -116,8 +142,8 @@ def service_config(owner: Owner, spec: TradingSystemSpec) -> dict[str, Any]:
     bus: dict[str, Any] = {"bind_host": "0.0.0.0"}
     for svc in PIPELINE:
         bus[svc.section] = f"tcp://{child_name(owner, svc.name)}:{svc.pub_port}"
-    bus["curve"] = {"enabled": spec.security.curve.enabled}
-    if spec.security.curve.enabled:
+    bus["curve"] = {"enabled": curve_enabled(spec)}
+    if curve_enabled(spec):
         bus["curve"]["keys_dir"] = CURVE_DIR
     signals: dict[str, Any] = {
         "strategy": sb.strategy,
@@ -145,7 +171,13 @@ def service_config(owner: Owner, spec: TradingSystemSpec) -> dict[str, Any]:
         "signals": signals,
         # risk.halted is not here: the kill switch reaches only the risk-manager, via its env
         # (see _env), so halting does not roll every service's pods.
-        "risk": rk.model_dump(),
+        "risk": {
+            **rk.model_dump(),
+            # Reached through its Service by the operator; the NetworkPolicy and the token guard it.
+            "control_host": "0.0.0.0",
+            "control_port": RISK_MANAGER.control_port,
+            "control_token_file": f"{CONTROL_DIR}/{CONTROL_TOKEN_KEY}",
+        },
         "execution": {
             "db_path": f"{STATE_DIR}/execution.sqlite",
             "rate_limit_per_min": ex.rate_limit_per_min,
@@ -212,9 +244,14 @@ def _volumes(inp: Inputs, svc: Service) -> tuple[list[dict[str, Any]], list[dict
             state = {"emptyDir": {}}
         volumes.append({"name": "state", **state})
         mounts.append({"name": "state", "mountPath": STATE_DIR})
-    if spec.security.curve.enabled and spec.security.curve.keys_secret and svc is not SIM:
-        volumes.append({"name": "curve", "secret": {"secretName": spec.security.curve.keys_secret}})
+    if curve_enabled(spec) and svc is not SIM:
+        secret = {"secretName": curve_secret_name(owner, spec), "defaultMode": SECRET_FILE_MODE}
+        volumes.append({"name": "curve", "secret": secret})
         mounts.append({"name": "curve", "mountPath": CURVE_DIR, "readOnly": True})
+    if svc is RISK_MANAGER:
+        secret = {"secretName": control_secret_name(owner), "defaultMode": SECRET_FILE_MODE}
+        volumes.append({"name": "control", "secret": secret})
+        mounts.append({"name": "control", "mountPath": CONTROL_DIR, "readOnly": True})
     if svc is SIGNAL_BRIDGE and spec.signal_bridge.model is not None:
         volumes.append({"name": "model", "configMap": {"name": spec.signal_bridge.model.config_map}})
         mounts.append({"name": "model", "mountPath": MODEL_DIR, "readOnly": True})
@@ -247,6 +284,8 @@ def _deployment(inp: Inputs, svc: Service, replicas: int, config_hash: str) -> d
     ports = [{"name": "metrics", "containerPort": svc.http_port}]
     if svc.pub_port is not None:
         ports.insert(0, {"name": "zmq", "containerPort": svc.pub_port})
+    if svc.control_port is not None:
+        ports.append({"name": "control", "containerPort": svc.control_port})
     probe = {"httpGet": {"port": "metrics"}, "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3}
     container = {
         "name": svc.name,
@@ -279,7 +318,7 @@ def _deployment(inp: Inputs, svc: Service, replicas: int, config_hash: str) -> d
             "template": {
                 "metadata": {
                     "labels": labels(owner, svc.name),
-                    "annotations": {HASH_ANNOTATION: config_hash},
+                    "annotations": {HASH_ANNOTATION: config_hash, **_secret_hashes(inp, svc)},
                 },
                 "spec": {
                     "automountServiceAccountToken": False,
@@ -304,6 +343,8 @@ def _service(owner: Owner, svc: Service) -> dict[str, Any]:
         ports = [{"name": "http", "port": svc.http_port, "targetPort": "metrics"}]
     if svc.pub_port is not None:
         ports.insert(0, {"name": "zmq", "port": svc.pub_port, "targetPort": "zmq"})
+    if svc.control_port is not None:
+        ports.append({"name": "control", "port": svc.control_port, "targetPort": "control"})
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -312,16 +353,23 @@ def _service(owner: Owner, svc: Service) -> dict[str, Any]:
     }
 
 
-def _network_policy(owner: Owner, svc: Service, in_scope: set[str]) -> dict[str, Any]:
+def _network_policy(inp: Inputs, svc: Service, in_scope: set[str]) -> dict[str, Any]:
+    owner = inp.owner
     peers = [
         {"podSelector": {"matchLabels": selector(owner, name)}}
         for name in (s.name for s in subscribers(svc))
         if name in in_scope
     ]
-    # Metrics/probe port open to any scraper; the ZMQ (or simulator API) port only to neighbours.
-    rules: list[dict[str, Any]] = [{"ports": [{"port": svc.http_port, "protocol": "TCP"}]}]
+    # Metrics/probe port open to the configured scrapers only (kubelet probes are not subject to
+    # NetworkPolicy); the ZMQ (or simulator API) port only to neighbours; the risk-manager's
+    # control port only to its clients (the operator by default).
+    rules: list[dict[str, Any]] = [
+        {"from": [peer(scrapers(inp.spec))], "ports": [{"port": svc.http_port, "protocol": "TCP"}]}
+    ]
     if svc.pub_port is not None and peers:
         rules.append({"from": peers, "ports": [{"port": svc.pub_port, "protocol": "TCP"}]})
+    if svc.control_port is not None:
+        rules.append({"from": [control_peer(inp)], "ports": [{"port": svc.control_port, "protocol": "TCP"}]})
     if svc is SIM:
         rules = [{"from": peers, "ports": [{"port": svc.http_port, "protocol": "TCP"}]}]
     return {
@@ -334,6 +382,87 @@ def _network_policy(owner: Owner, svc: Service, in_scope: set[str]) -> dict[str,
             "ingress": rules,
         },
     }
+
+
+def peer(sel: PeerSelector) -> dict[str, Any]:
+    """A NetworkPolicy ``from`` entry: both selectors in one entry means AND, not OR."""
+    return {
+        "namespaceSelector": {"matchLabels": dict(sel.namespace_labels)},
+        "podSelector": {"matchLabels": dict(sel.pod_labels)},
+    }
+
+
+def scrapers(spec: TradingSystemSpec) -> PeerSelector:
+    return spec.security.metrics_scrapers or DEFAULT_SCRAPERS
+
+
+def control_peer(inp: Inputs) -> dict[str, Any]:
+    """Who may call the control port: ``security.controlClients``, else the operator's pods in
+    the operator's namespace (any namespace if the operator does not know its own)."""
+    chosen = inp.spec.security.control_clients
+    if chosen is None:
+        ns = {"kubernetes.io/metadata.name": inp.operator_namespace} if inp.operator_namespace else {}
+        chosen = PeerSelector(namespace_labels=ns, pod_labels=dict(OPERATOR_POD_LABELS))
+    return peer(chosen)
+
+
+def curve_enabled(spec: TradingSystemSpec) -> bool:
+    """``security.curve.enabled``; unset means on for real money (mode live), off otherwise."""
+    enabled = spec.security.curve.enabled
+    return spec.mode == "live" if enabled is None else enabled
+
+
+def curve_secret_name(owner: Owner, spec: TradingSystemSpec) -> str:
+    return spec.security.curve.keys_secret or child_name(owner, "curve")
+
+
+def control_secret_name(owner: Owner) -> str:
+    return child_name(owner, "control")
+
+
+def _secret_hashes(inp: Inputs, svc: Service) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if svc is RISK_MANAGER and inp.control_token_hash:
+        out[CONTROL_HASH_ANNOTATION] = inp.control_token_hash
+    if svc is not SIM and inp.curve_hash:
+        out[CURVE_HASH_ANNOTATION] = inp.curve_hash
+    return out
+
+
+def _secret(owner: Owner, component: str, rotation: str, data: Mapping[str, str]) -> dict[str, Any]:
+    meta = _meta(owner, child_name(owner, component), component)
+    meta["annotations"] = {ROTATION_ANNOTATION: rotation}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": meta,
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(data.items())},
+    }
+
+
+def control_secret(owner: Owner, token: str, rotation: str) -> dict[str, Any]:
+    """The owned Secret with the control bearer token (``token`` is generated by the caller)."""
+    return _secret(owner, "control", rotation, {CONTROL_TOKEN_KEY: token})
+
+
+def curve_cert(public: bytes, secret: bytes | None = None) -> str:
+    """A ZMQ certificate file as ``zmq.auth.load_certificate`` reads it (public, or both keys)."""
+    keys = f'    public-key = "{public.decode()}"\n'
+    if secret is not None:
+        keys += f'    secret-key = "{secret.decode()}"\n'
+    return "metadata\ncurve\n" + keys
+
+
+def curve_secret(owner: Owner, pairs: Mapping[str, tuple[bytes, bytes]], rotation: str) -> dict[str, Any]:
+    """The owned Secret with a CurveZMQ key pair per pipeline service, in the file layout of
+    ``tradingsystem keys`` (``<service>.key``, ``<service>.key_secret``). ``pairs`` maps
+    service -> (public, secret), Z85, generated by the caller."""
+    data: dict[str, str] = {}
+    for name, (public, secret) in pairs.items():
+        data[f"{name}.key"] = curve_cert(public)
+        data[f"{name}.key_secret"] = curve_cert(public, secret)
+    return _secret(owner, "curve", rotation, data)
 
 
 def _pvc(inp: Inputs) -> dict[str, Any]:
@@ -422,7 +551,7 @@ def render(inp: Inputs) -> Rendered:
         manifests.append(_deployment(inp, svc, gated.replicas[svc.name], config_hash))
         manifests.append(_service(owner, svc))
         if spec.security.network_policy:
-            manifests.append(_network_policy(owner, svc, in_scope))
+            manifests.append(_network_policy(inp, svc, in_scope))
     if spec.monitoring.service_monitor and inp.service_monitor_crd:
         manifests.append(_service_monitor(inp))
     if spec.monitoring.prometheus_rule and inp.prometheus_rule_crd and inp.rule_groups:

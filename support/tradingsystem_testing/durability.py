@@ -2,16 +2,15 @@
 a duplicate order, a stale order or a limit exceeded?
 
 Everything is read over the real interfaces of a running ``supervisor.Pipeline``: the risk
-manager's ``GET /state``, the simulator's ``GET /_sim/ledger`` and the execution-engine's
-SQLite store opened read-only (the engine keeps running).
+manager's ``GET /state`` (on its control port, with the pipeline's token), the simulator's
+``GET /_sim/ledger`` and the execution-engine's SQLite store opened read-only (the engine keeps
+running).
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
-import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +28,9 @@ def ledger(p: Pipeline) -> dict[str, Any]:
 
 
 def risk_state(p: Pipeline) -> dict[str, Any] | None:
-    status, state = get_json(p.url("risk-manager", "/state"), timeout=5)
+    """``GET /state`` on the control port with the pipeline's token; None while unreachable."""
+    assert p.control is not None, "start the pipeline first (it sets up the control port)"
+    status, state = p.control.state()
     return dict(state) if status == 200 else None
 
 
@@ -112,15 +113,11 @@ def books_agree(p: Pipeline, db: Path) -> tuple[dict[str, float], dict[str, floa
 
 
 def control(p: Pipeline, action: str, reason: str) -> dict[str, Any]:
-    """``POST /control`` on the risk manager."""
-    req = urllib.request.Request(
-        p.url("risk-manager", "/control"),
-        data=json.dumps({"action": action, "reason": reason}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return dict(json.loads(resp.read()))
+    """``POST /control`` on the risk manager's control port, with the pipeline's token."""
+    assert p.control is not None, "start the pipeline first (it sets up the control port)"
+    status, body = p.control.control(action, reason)
+    assert status == 200, f"POST /control {action} answered {status}: {body}"
+    return dict(body)
 
 
 def settle_and_check(

@@ -7,7 +7,16 @@ import argparse
 from tradingsystem.cli import build_parser
 from tradingsystem.common import wire
 from tradingsystem.common.config import BusSettings, Settings
-from tradingsystem.common.services import ALL, BY_NAME, PIPELINE, SIM, START_ORDER, start_order, subscribers
+from tradingsystem.common.services import (
+    ALL,
+    BY_NAME,
+    PIPELINE,
+    RISK_MANAGER,
+    SIM,
+    START_ORDER,
+    start_order,
+    subscribers,
+)
 from tradingsystem_operator.models import TradingSystemSpec
 
 # Messages whose loss leaves state behind: an unheard signal is a missed trade, an unheard
@@ -20,6 +29,7 @@ def test_names_sections_conditions_and_ports_are_unique() -> None:
         values = [getattr(s, field) for s in ALL]
         assert len(set(values)) == len(values), field
     ports = [s.pub_port for s in PIPELINE] + [s.http_port for s in ALL]
+    ports += [s.control_port for s in ALL if s.control_port is not None]
     assert len(set(ports)) == len(ports)
 
 
@@ -49,6 +59,7 @@ def test_default_configuration_uses_the_catalogue_ports() -> None:
     for svc in PIPELINE:
         assert getattr(settings.bus, svc.section).endswith(f":{svc.pub_port}"), svc.name
         assert getattr(settings, svc.section).http_port == svc.http_port, svc.name
+    assert settings.risk.control_port == RISK_MANAGER.control_port
     assert settings.sim.port == SIM.http_port
 
 

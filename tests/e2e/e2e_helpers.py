@@ -40,7 +40,11 @@ def pipeline_settings(workdir: Path, **sections: Any) -> Settings:
         },
         "market_data": {"http_port": free_port()},
         "signals": {"http_port": free_port()},
-        "risk": {"http_port": free_port(), "state_path": str(workdir / "risk.sqlite")},
+        "risk": {
+            "http_port": free_port(),
+            "control_port": free_port(),
+            "state_path": str(workdir / "risk.sqlite"),
+        },
         "execution": {"http_port": free_port(), "db_path": str(workdir / "execution.sqlite")},
         "sim": {"port": free_port()},
     }
@@ -72,13 +76,15 @@ def ledger(p: Pipeline) -> dict[str, Any]:
 
 
 def risk_state(p: Pipeline) -> dict[str, Any]:
-    status, state = get_json(p.url("risk-manager", "/state"), timeout=5)
+    assert p.control is not None
+    status, state = p.control.state()
     assert status == 200, f"GET /state answered {status}"
     return state
 
 
 def control(p: Pipeline, action: str, reason: str = "e2e") -> dict[str, Any]:
-    status, body = post_json(p.url("risk-manager", "/control"), {"action": action, "reason": reason})
+    assert p.control is not None
+    status, body = p.control.control(action, reason)
     assert status == 200
     return body
 

@@ -76,8 +76,10 @@ def _configure(p: Pipeline, limit: dict[str, Any]) -> None:
     wanted = {**BASE_RISK, **limit}
     current = p.settings.risk.model_dump()
     defaults = type(p.settings.risk)().model_dump()
-    # Everything not named here goes back to its default, so only one limit is tight.
-    target = {**{k: v for k, v in defaults.items() if k not in ("http_port", "state_path")}, **wanted}
+    # Every limit not named here goes back to its default, so only one limit is tight; the
+    # ports, the state file and the control token stay as the pipeline set them.
+    keep = {k for k in defaults if k in ("http_port", "state_path") or k.startswith("control_")}
+    target = {**{k: v for k, v in defaults.items() if k not in keep}, **wanted}
     if any(current[k] != v for k, v in target.items()):
         restart_risk_manager(p, **target)
 

@@ -98,7 +98,7 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
                 },
                 "market_data": {"http_port": free_port()},
                 "signals": {"http_port": free_port()},
-                "risk": {"http_port": free_port()},
+                "risk": {"http_port": free_port(), "control_port": free_port()},
                 "execution": {
                     "http_port": free_port(),
                     "db_path": str(tmp_path / f"execution-{attempt}.sqlite"),

@@ -27,8 +27,9 @@ def test_every_child_kind_can_be_applied_and_pruned() -> None:
         assert {"get", "list", "create", "patch", "delete"} <= verbs_for(group, plural), plural
 
 
-def test_secrets_are_only_read_by_name_and_nothing_is_wildcarded() -> None:
-    assert verbs_for("", "secrets") == {"get"}
+def test_secrets_are_read_by_name_and_written_never_listed_and_nothing_is_wildcarded() -> None:
+    # get: referenced credentials; create/patch: the control token and Curve keys it owns.
+    assert verbs_for("", "secrets") == {"get", "create", "patch"}
     for rule in rules():
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
 

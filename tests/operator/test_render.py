@@ -110,7 +110,7 @@ def test_services_expose_zmq_and_metrics_ports() -> None:
     assert ports == {
         "demo-market-data": {"zmq": 5555, "metrics": 8081},
         "demo-signal-bridge": {"zmq": 5556, "metrics": 8082},
-        "demo-risk-manager": {"zmq": 5557, "metrics": 8083},
+        "demo-risk-manager": {"zmq": 5557, "metrics": 8083, "control": 8093},
         "demo-execution-engine": {"zmq": 5558, "metrics": 8084},
         "demo-sim": {"http": 8090},
     }
@@ -264,12 +264,15 @@ def test_pvc_storage_option() -> None:
 def test_network_policies_admit_only_neighbours_on_zmq() -> None:
     policies = by_kind(render(make_inputs()).manifests, "NetworkPolicy")
     risk = policies["demo-risk-manager"]["spec"]["ingress"]
-    zmq = next(r for r in risk if r.get("from"))
-    assert zmq["ports"] == [{"port": 5557, "protocol": "TCP"}]
+    zmq = next(r for r in risk if r["ports"] == [{"port": 5557, "protocol": "TCP"}])
     assert [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in zmq["from"]] == [
         "execution-engine"
     ]
-    assert {"ports": [{"port": 8083, "protocol": "TCP"}]} in risk  # metrics scraping
+    assert [r["ports"] for r in risk] == [
+        [{"port": 8083, "protocol": "TCP"}],  # metrics: scrapers only (test_render_security.py)
+        [{"port": 5557, "protocol": "TCP"}],
+        [{"port": 8093, "protocol": "TCP"}],  # control: the operator only
+    ]
     off = make_spec(security={"networkPolicy": False})
     assert not by_kind(render(make_inputs(spec=off)).manifests, "NetworkPolicy")
 
@@ -282,7 +285,7 @@ def test_curve_keys_mounted_and_enabled_in_config() -> None:
         "keys_dir": "/var/run/tradingsystem/curve",
     }
     vols = by_kind(out.manifests, "Deployment")["demo-risk-manager"]["spec"]["template"]["spec"]["volumes"]
-    assert {"name": "curve", "secret": {"secretName": "zmq-keys"}} in vols
+    assert {"name": "curve", "secret": {"secretName": "zmq-keys", "defaultMode": 0o440}} in vols
 
 
 def test_monitoring_objects_only_when_crds_exist_and_enabled() -> None:

@@ -29,6 +29,16 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     ("paper", {"mode": "paper", "credentials": CREDS}),
     ("live-acknowledged", LIVE),
     ("share-class-symbol", {"symbols": ["BRK.B", "SPY"]}),
+    ("curve-keys-generated", {"security": {"curve": {"enabled": True}}}),
+    (
+        "peers-chosen",
+        {
+            "security": {
+                "metricsScrapers": {"namespaceLabels": {"team": "obs"}, "podLabels": {"app": "vm"}},
+                "controlClients": {"podLabels": {"app.kubernetes.io/name": "tradingsystem-operator"}},
+            }
+        },
+    ),
     (
         "everything",
         {
@@ -94,11 +104,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("negative-replicas", {"signalBridge": {"replicas": -1}}, "greater than or equal to 0"),
     ("image-with-space", {"image": "bad image"}, "spec.image"),
     ("image-uppercase", {"image": "Ghcr.io/X/Y"}, "spec.image"),
-    (
-        "curve-without-keys",
-        {"security": {"curve": {"enabled": True}}},
-        "curve.enabled needs curve.keysSecret",
-    ),
+    ("curve-bad-secret-name", {"security": {"curve": {"keysSecret": "Bad_Name"}}}, "keysSecret"),
     ("unknown-storage", {"executionEngine": {"storage": "hostPath"}}, 'Unsupported value: "hostPath"'),
     ("bad-quantity", {"sim": {"resources": {"limits": {"memory": "lots"}}}}, "limits.memory"),
     ("bad-interval", {"monitoring": {"interval": "1h"}}, "interval"),

@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 import zmq
 from prometheus_client import REGISTRY
+from pydantic import SecretStr
 from risk_builders import quote
 
 from tradingsystem.common.bus import Publisher, Subscriber
 from tradingsystem.common.config import Settings
+from tradingsystem.common.control import ControlClient
 from tradingsystem.common.wire import (
     Action,
     ExecutionReport,
@@ -40,6 +42,7 @@ from tradingsystem.risk.service import RiskService
 from tradingsystem_testing import eventually, free_port
 
 DEADLINE_S = 10.0
+TOKEN = "risk-test-token-0123456789abcdef"
 
 
 def bound(pub: Publisher) -> str:
@@ -67,6 +70,7 @@ class Harness:
     execution: Publisher
     out: Subscriber
     port: int
+    client: ControlClient  # the control port, with the right token
 
     def next_decision(self, kind: type[Msg]) -> Any:
         """The next message of ``kind`` from the risk manager (heartbeats skipped)."""
@@ -80,7 +84,10 @@ class Harness:
         raise AssertionError(f"no {kind.__name__} received")
 
     def state(self) -> dict[str, Any]:
-        return http(self.port, "/state")[1]
+        return self.client.state()[1]
+
+    def control(self, action: str, reason: str = "") -> tuple[int, Any]:
+        return self.client.control(action, reason)
 
 
 def answer_first_sync(h: Harness, head: int = 0) -> None:
@@ -118,15 +125,18 @@ def start(
             "order_qty": 10,
             "reconcile_on_start": positions is not None,
             "state_path": f"{state_dir or tempfile.mkdtemp(prefix='risk-test-')}/risk.sqlite",
+            "control_token": TOKEN,
             **risk,
         },
     )
     out = Subscriber(settings.bus.risk)
-    service = RiskService(settings, positions=positions, http_port=0)
+    service = RiskService(settings, positions=positions, http_port=0, control_port=0)
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), name="risk-under-test")
     thread.start()
-    h = Harness(service, market, signals, execution, out, service.http.port)
+    assert service.control is not None
+    client = ControlClient(f"http://127.0.0.1:{service.control.port}", SecretStr(TOKEN), timeout=5)
+    h = Harness(service, market, signals, execution, out, service.http.port, client)
     try:
         eventually(lambda: service.health.ready, "readiness")
         h.next_decision(Heartbeat)  # our subscription is live
@@ -187,22 +197,22 @@ def test_orders_rejections_fills_and_halt_over_the_bus(harness: Harness) -> None
     pos = eventually(lambda: _filled(h.state()["positions"].get("AAPL"), 10), "the fill")
     assert pos["avg_price"] == 99.5 and pos["unrealized"] == 5.0
 
-    status, body = http(h.port, "/control", {"action": "halt", "reason": "test"})
+    status, body = h.control("halt", "test")
     assert (status, body["state"]) == (200, "HALTED")
     assert h.next_decision(RiskStatus).state is RiskState.HALTED
     h.signals.publish(sig(100.0, ts=3))
     assert h.next_decision(Rejection).reason is RejectReason.HALTED
     assert h.state()["kill_switch"] is True
 
-    assert http(h.port, "/control", {"action": "resume"})[1]["state"] == "ACTIVE"
-    assert http(h.port, "/control", {"action": "explode"})[0] == 400
+    assert h.control("resume")[1]["state"] == "ACTIVE"
+    assert h.control("explode")[0] == 400
 
 
 def test_a_negative_origin_ts_is_rejected_and_control_can_still_halt(harness: Harness) -> None:
     # The id function used to loop forever on it while holding the lock /control needs.
     harness.signals.publish(sig(100.0, ts=-5))
     assert harness.next_decision(Rejection).reason is RejectReason.BAD_SIGNAL
-    assert http(harness.port, "/control", {"action": "halt", "reason": "test"})[1]["state"] == "HALTED"
+    assert harness.control("halt", "test")[1]["state"] == "HALTED"
 
 
 def test_malformed_messages_are_counted_and_skipped(harness: Harness) -> None:
@@ -249,13 +259,66 @@ def test_after_a_restart_signals_are_refused_until_the_first_resync(tmp_path: Pa
         gen.close()
 
 
+def refused(reason: str) -> float:
+    return REGISTRY.get_sample_value("tradingsystem_control_refused_total", {"reason": reason}) or 0.0
+
+
+def raw(port: int, path: str, body: bytes | None = None, authorization: str | None = None) -> int:
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        assert exc.code != 401 or exc.headers["WWW-Authenticate"].startswith("Bearer")
+        return exc.code
+
+
+def test_control_without_the_token_is_refused_counted_and_changes_nothing(harness: Harness) -> None:
+    port = harness.client.base_url.rsplit(":", 1)[1]
+    halt = b'{"action": "halt", "reason": "stranger"}'
+    before = {r: refused(r) for r in ("missing", "malformed", "wrong_token")}
+    assert raw(int(port), "/control", halt) == 401
+    assert raw(int(port), "/state") == 401
+    assert raw(int(port), "/control", halt, "Basic dXNlcjpwYXNz") == 401
+    assert raw(int(port), "/control", halt, "Bearer " + TOKEN[:-1] + "X") == 403
+    assert raw(int(port), "/state", None, "Bearer nope") == 403
+    assert {r: refused(r) - before[r] for r in before} == {"missing": 2, "malformed": 1, "wrong_token": 2}
+    assert harness.state()["state"] == "ACTIVE"
+
+
+def test_the_metrics_port_serves_neither_control_nor_state(harness: Harness) -> None:
+    auth = "Bearer " + TOKEN
+    assert raw(harness.port, "/control", b'{"action": "halt"}', auth) == 404
+    assert raw(harness.port, "/state", None, auth) == 404
+    assert raw(harness.port, "/metrics") == 200
+
+
+def test_the_control_port_serves_no_probes_or_metrics(harness: Harness) -> None:
+    port = int(harness.client.base_url.rsplit(":", 1)[1])
+    assert [raw(port, p, None, "Bearer " + TOKEN) for p in ("/metrics", "/healthz", "/readyz")] == [404] * 3
+
+
+def test_the_token_appears_in_no_metric() -> None:
+    from prometheus_client import generate_latest
+
+    gen = start()
+    h = next(gen)
+    try:
+        h.control("halt", "scan")
+        raw(int(h.client.base_url.rsplit(":", 1)[1]), "/state", None, "Bearer " + TOKEN + "x")
+        assert TOKEN not in generate_latest(REGISTRY).decode()
+    finally:
+        gen.close()
+
+
 def test_a_restart_keeps_the_halt_and_replays_the_intents_the_engine_never_saw(tmp_path: Path) -> None:
     gen = start(state_dir=str(tmp_path))
     h = next(gen)
     try:
         h.signals.publish(sig(100.0, ts=21))
         lost = h.next_decision(OrderIntent)  # published, but no execution-engine got it
-        assert http(h.port, "/control", {"action": "halt", "reason": "desk"})[0] == 200
+        assert h.control("halt", "desk")[0] == 200
     finally:
         gen.close()
 
@@ -281,3 +344,12 @@ def test_a_restart_keeps_the_halt_and_replays_the_intents_the_engine_never_saw(t
         )
     finally:
         gen.close()
+
+
+def test_without_a_token_the_control_port_is_not_opened(tmp_path: Path) -> None:
+    service = RiskService(Settings(risk={"state_path": str(tmp_path / "risk.sqlite")}), http_port=0)
+    try:
+        assert service.control is None
+    finally:
+        service.http.server.server_close()
+        service.store.close()

@@ -36,6 +36,7 @@ from pydantic_settings import (
 from tradingsystem.common.services import (
     EXECUTION_ENGINE,
     MARKET_DATA,
+    RISK_CONTROL_PORT,
     RISK_MANAGER,
     SIGNAL_BRIDGE,
     SIM,
@@ -203,7 +204,7 @@ class RiskSettings(RiskLimits):
         RISK_MANAGER.http_port,
         ge=1,
         le=65535,
-        description="TCP port of /metrics, /healthz, /readyz, /control",
+        description="TCP port of /metrics, /healthz, /readyz (read-only; control has its own port)",
     )
     halted: bool = Field(False, description="start in HALT: the kill switch (no new orders)")
     reducing_at_loss_fraction: float = Field(
@@ -220,6 +221,25 @@ class RiskSettings(RiskLimits):
     resync_interval_s: float = Field(
         5.0, gt=0, description="periodic resync with the execution-engine's outbox and open orders, s"
     )
+    control_host: str = Field("127.0.0.1", description="bind address of the control port")
+    control_port: int = Field(
+        RISK_CONTROL_PORT,
+        ge=1,
+        le=65535,
+        description="TCP port of POST /control and GET /state (bearer token only)",
+    )
+    control_token_file: Path | None = Field(
+        None, description="file holding the control bearer token; no token = control port off"
+    )
+    control_token: SecretStr | None = Field(
+        None, description="the control bearer token itself (env TS_RISK__CONTROL_TOKEN)"
+    )
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> RiskSettings:
+        if self.control_token_file is not None and self.control_token is not None:
+            raise ValueError("set control_token_file or control_token, not both")
+        return self
 
 
 class ExecutionSettings(_Section):

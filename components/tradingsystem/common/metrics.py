@@ -115,6 +115,11 @@ RISK_INTENT_REPLAYS = Counter(
     "tradingsystem_risk_intent_replays_total",
     "Approved intents published again because the execution-engine had not seen them",
 )
+CONTROL_REFUSED = Counter(
+    "tradingsystem_control_refused_total",
+    "Requests to the control port (POST /control, GET /state) refused, by reason (missing, malformed, wrong_token)",
+    ["reason"],
+)
 
 # --- execution-engine --------------------------------------------------------------
 ORDERS = Counter("tradingsystem_orders_total", "Order state transitions, by state reached", ["state"])

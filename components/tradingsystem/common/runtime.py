@@ -19,6 +19,10 @@ from tradingsystem.common.metrics import BUILD_INFO, UP
 
 # A route gets the request body (bytes, may be empty) and returns (status, json-able body).
 Route = Callable[[bytes], tuple[int, Any]]
+# A guard sees the Authorization header of a request to a route: None lets it through, otherwise
+# (status, json-able body) is the answer (see common/control.py).
+Guard = Callable[[str | None], tuple[int, Any] | None]
+MAX_BODY = 64 * 1024  # control requests are a few dozen bytes
 
 
 class JsonFormatter(logging.Formatter):
@@ -76,15 +80,30 @@ class Health:
 
 
 class HttpEndpoint:
-    """Serves metrics and probes on one port in a daemon thread."""
+    """Serves metrics and probes on one port in a daemon thread.
 
-    def __init__(self, host: str, port: int, health: Health, routes: dict[str, Route] | None = None) -> None:
+    With ``probes=False`` it serves only ``routes`` (the control port); a ``guard`` is asked
+    before every route.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        health: Health,
+        routes: dict[str, Route] | None = None,
+        *,
+        probes: bool = True,
+        guard: Guard | None = None,
+    ) -> None:
         table: dict[str, Route] = routes or {}
         hl = health
 
         class Handler(BaseHTTPRequestHandler):
             def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
                 self.send_response(status)
+                if status == 401:  # RFC 9110: say which scheme to use
+                    self.send_header("WWW-Authenticate", 'Bearer realm="tradingsystem"')
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -92,7 +111,9 @@ class HttpEndpoint:
 
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
-                if path == "/metrics":
+                if not probes and path in ("/metrics", "/healthz", "/readyz"):
+                    self._send(404, b'{"error":"not found"}')
+                elif path == "/metrics":
                     self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
                 elif path == "/healthz":
                     self._send(200 if hl.live else 503, json.dumps({"live": hl.live}).encode())
@@ -109,11 +130,29 @@ class HttpEndpoint:
                 if path not in table:
                     self._send(404, b'{"error":"not found"}')
                     return
-                length = int(self.headers.get("Content-Length") or 0)
-                self._route(path, self.rfile.read(length) if length else b"")
+                if self._refused():  # before reading the body: a stranger's bytes are not buffered
+                    return
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if not 0 <= length <= MAX_BODY:
+                    self._send(413, b'{"error":"body missing a valid Content-Length or over 64 KiB"}')
+                    return
+                self._answer(table[path](self.rfile.read(length) if length else b""))
 
             def _route(self, path: str, body: bytes) -> None:
-                status, payload = table[path](body)
+                if not self._refused():
+                    self._answer(table[path](body))
+
+            def _refused(self) -> bool:
+                refused = guard(self.headers.get("Authorization")) if guard is not None else None
+                if refused is not None:
+                    self._answer(refused)
+                return refused is not None
+
+            def _answer(self, result: tuple[int, Any]) -> None:
+                status, payload = result
                 self._send(status, json.dumps(payload, default=str).encode())
 
             def log_message(self, format: str, *args: Any) -> None:  # probes every few seconds: stay quiet

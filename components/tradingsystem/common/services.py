@@ -33,6 +33,9 @@ class Service:
     summary: str  # one line for --help (ports are added from the fields below)
     pub_port: int | None  # ZeroMQ PUB port (the simulator has none)
     http_port: int  # /metrics /healthz /readyz (the simulator: Alpaca's REST and websockets)
+    # POST /control, GET /state behind a bearer token, apart from the read-only HTTP port so a
+    # NetworkPolicy can open each to different peers (only the risk-manager has one).
+    control_port: int | None = None
     publishes: tuple[bytes, ...] = ()  # topic kinds on its PUB socket, heartbeats aside
     subscribes: tuple[str, ...] = ()  # services whose PUB socket it connects to
     uses_broker: bool = False  # calls Alpaca (or the simulator): gets the credentials
@@ -67,6 +70,8 @@ SIGNAL_BRIDGE = Service(
     subscribes=("market-data",),
     uses_broker=True,  # historical bars for the warm-up
 )
+# The risk-manager's control port, named for the settings default (an int, never None).
+RISK_CONTROL_PORT = 8093
 RISK_MANAGER = Service(
     name="risk-manager",
     section="risk",
@@ -75,6 +80,7 @@ RISK_MANAGER = Service(
     summary="approve or reject intended orders; positions, P&L, kill switch",
     pub_port=5557,
     http_port=8083,
+    control_port=RISK_CONTROL_PORT,
     publishes=(wire.TOPIC_ORDER, wire.TOPIC_REJECT, wire.TOPIC_RISK),
     subscribes=("market-data", "signal-bridge", "execution-engine"),
     uses_broker=True,  # the positions at start (risk.reconcile_on_start)

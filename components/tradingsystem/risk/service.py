@@ -1,8 +1,11 @@
 """risk-manager: SUB signals, execution reports and market data; PUB orders and rejections on :5557.
 
-One thread owns the ZeroMQ sockets and polls them together. The HTTP thread serves
-``GET /state`` and ``POST /control`` ({"action": "halt"|"reduce"|"resume", "reason": ...});
-both touch the engine only under ``_lock``, so a halt is in force before its response is sent.
+One thread owns the ZeroMQ sockets and polls them together. An HTTP thread serves ``/metrics``
+and the probes (read-only); another serves, on the control port and only with the bearer token
+(see ``common/control.py``), ``GET /state`` and ``POST /control``
+({"action": "halt"|"reduce"|"resume", "reason": ...}). Both touch the engine only under
+``_lock``, so a halt is in force before its response is sent. Without a configured token the
+control port is not opened at all.
 State changes are published as ``RiskStatus`` by the socket thread.
 
 Durability (docs/risk.md): the engine's ``PersistedState`` and the last applied report_seq
@@ -29,6 +32,7 @@ import zmq
 from tradingsystem.common import metrics as m
 from tradingsystem.common.bus import CurveKeys, Publisher, Subscriber, WireError, load_curve
 from tradingsystem.common.config import Settings
+from tradingsystem.common.control import bearer_guard, token_from_settings
 from tradingsystem.common.runtime import Health, HttpEndpoint, install_signal_handlers, setup_logging
 from tradingsystem.common.services import EXECUTION_ENGINE, MARKET_DATA, RISK_MANAGER, SIGNAL_BRIDGE
 from tradingsystem.common.wire import (
@@ -85,6 +89,7 @@ class RiskService:
         open_orders: OpenOrderSource | None = None,
         clock: Callable[[], int] = time.time_ns,
         http_port: int | None = None,
+        control_port: int | None = None,
     ) -> None:
         rs = settings.risk
         self.settings = settings
@@ -120,8 +125,18 @@ class RiskService:
         self._dirty = False  # reports applied since the state was last written
         self.health = Health(SERVICE)
         port = rs.http_port if http_port is None else http_port
-        routes = {"/state": self._get_state, "/control": self._post_control}
-        self.http = HttpEndpoint(settings.bus.bind_host, port, self.health, routes)
+        token = token_from_settings(rs)  # ConfigError naming the field, before anything binds
+        self.http = HttpEndpoint(settings.bus.bind_host, port, self.health)
+        self.control: HttpEndpoint | None = None
+        if token is not None:
+            self.control = HttpEndpoint(
+                rs.control_host,
+                rs.control_port if control_port is None else control_port,
+                self.health,
+                {"/state": self._get_state, "/control": self._post_control},
+                probes=False,
+                guard=bearer_guard(token),
+            )
         self._in = {
             k: m.MESSAGES_IN.labels(SERVICE, k.decode())
             for k in (TOPIC_SIGNAL, TOPIC_QUOTE, TOPIC_TRADE, TOPIC_EXEC, TOPIC_EXEC_SYNC, TOPIC_HEARTBEAT)
@@ -164,6 +179,10 @@ class RiskService:
     def run(self, stop: threading.Event) -> int:
         bus = self.settings.bus
         self.http.start()
+        if self.control is not None:
+            self.control.start()
+        else:
+            log.warning("no control token configured (risk.control_token_file): control port closed")
         pub: Publisher | None = None
         subs: list[Subscriber] = []
         try:
@@ -203,7 +222,9 @@ class RiskService:
             if pub is not None:
                 pub.close()
             self.http.stop()
-            with self._lock:
+            if self.control is not None:
+                self.control.stop()
+            with self._lock:  # after both HTTP threads: no control request writes to a closed store
                 self.store.close()
 
     def _seed(self, stop: threading.Event) -> bool:
