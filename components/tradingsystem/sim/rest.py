@@ -417,6 +417,16 @@ async def sim_disconnect(request: web.Request) -> web.Response:
     return web.json_response({"disconnected": n})
 
 
+async def healthz(request: web.Request) -> web.Response:
+    # Kubernetes probes (the operator's Deployment probes /healthz and /readyz on every service):
+    # answering at all means the event loop runs and the API is served.
+    return web.json_response({"live": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    return web.json_response({"ready": True})
+
+
 async def sim_status(request: web.Request) -> web.Response:
     return web.json_response(request.app[SIM].status())
 
@@ -446,5 +456,7 @@ def add_routes(app: web.Application) -> None:
             web.post("/_sim/reset", sim_reset),
             web.post("/_sim/disconnect", sim_disconnect),
             web.get("/_sim/status", sim_status),
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
         ]
     )
