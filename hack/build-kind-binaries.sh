@@ -23,7 +23,6 @@ export CGO_ENABLED=0
 
 log() { printf '[kind-binaries] %s\n' "$*" >&2; }
 t0=$SECONDS
-bash "$HACK/build-control-plane.sh" >/dev/null
 mkdir -p "$ASSETS" "$WORK"
 have() { [ -x "$ASSETS/$1" ]; }
 
@@ -83,6 +82,8 @@ if ! have coredns; then
 fi
 
 # --- node binaries from the control-plane wrapper module ----------------------------
+# The control plane first (it creates the wrapper module; waits on its lock if being built).
+bash "$HACK/build-control-plane.sh" >/dev/null
 node_bins=(kubelet kubeadm kubectl kube-scheduler kube-proxy)
 missing=()
 for b in "${node_bins[@]}"; do have "$b" || missing+=("$b"); done

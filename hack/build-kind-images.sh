@@ -103,6 +103,61 @@ else
   kind_src=$(cd "$CACHE_ROOT/build" 2>/dev/null || cd /tmp; GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
   files="$kind_src/images/base/files"
   bins=(kubelet kubeadm kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd coredns pause)
+  # 4a. kind base: Debian packages + kind's own base files (entrypoint, units, containerd config).
+  # Bump BASE_RECIPE when changing the recipe below (the node image hashes this whole script).
+  BASE_RECIPE=1
+  BASE_IMAGE="tradingsystem-local/kind-base:$KIND_VERSION-$(echo "$BASE_RECIPE $base_hash" | sha256sum | cut -c1-12)"
+  if ! have_image "$BASE_IMAGE"; then
+    log "building $BASE_IMAGE (systemd, containerd, runc, CNI plugins, iptables ... from Debian, ~2 min)"
+    r="$scratch/kindbase"
+    rootfs_with "$r" systemd systemd-sysv dbus containerd runc containernetworking-plugins \
+      conntrack iptables nftables iproute2 ethtool util-linux mount kmod libseccomp2 pigz \
+      fuse-overlayfs bash ca-certificates curl jq procps socat
+    install -m 0755 "$files"/usr/local/bin/* "$r/usr/local/bin/"
+    mkdir -p "$r/kind/bin" "$r/etc/containerd" "$r/etc/default" "$r/etc/sysctl.d" \
+      "$r/etc/systemd/system/kubelet.service.d" "$r/opt/cni/bin" "$r/etc/cni/net.d" "$r/etc/kubernetes/manifests"
+    install -m 0644 "$files"/kind/README.txt "$r/kind/"
+    install -m 0755 "$files"/kind/bin/* "$r/kind/bin/"
+    install -m 0644 "$files"/etc/crictl.yaml "$r/etc/"
+    install -m 0644 "$files"/etc/default/* "$r/etc/default/"
+    install -m 0644 "$files"/etc/sysctl.d/* "$r/etc/sysctl.d/"
+    find "$files/etc/systemd/system" -maxdepth 1 -type f -exec install -m 0644 {} "$r/etc/systemd/system/" \;
+    install -m 0644 "$files"/etc/systemd/system/kubelet.service.d/* "$r/etc/systemd/system/kubelet.service.d/"
+    # kind's containerd config, adapted: the pause tag kubeadm expects, and oom_score_adj
+    # clamped instead of failing (lowering it needs CAP_SYS_RESOURCE, missing here).
+    sed -e "s#sandbox_image = .*#sandbox_image = \"registry.k8s.io/pause:$PAUSE_TAG\"#" \
+        -e 's#restrict_oom_score_adj = .*#restrict_oom_score_adj = true#' \
+        "$files/etc/containerd/config.toml" > "$r/etc/containerd/config.toml"
+    # The trap: kind's config points at cri-base.json, which kind's own Dockerfile generates.
+    chroot "$r" sh -c "ctr oci spec | jq '.hooks.createContainer[.hooks.createContainer|length] |= . + {\"path\": \"/kind/bin/mount-product-files.sh\"}' | jq 'del(.process.rlimits)' > /etc/containerd/cri-base.json"
+    ln -sf /usr/bin/containerd "$r/usr/local/bin/containerd"
+    for p in "$r"/usr/lib/cni/*; do ln -sf "/usr/lib/cni/$(basename "$p")" "$r/opt/cni/bin/"; done
+    # A static CNI for the single node instead of kindnetd (not on the Go proxy).
+    cat > "$r/etc/cni/net.d/10-tradingsystem.conflist" <<'CNI'
+{
+  "cniVersion": "0.4.0",
+  "name": "kind-static",
+  "plugins": [
+    {"type": "ptp", "ipMasq": true, "mtu": 1500,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]],
+            "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+CNI
+    find "$r/lib/systemd/system/sysinit.target.wants/" -name systemd-tmpfiles-setup.service -delete
+    rm -f "$r"/lib/systemd/system/multi-user.target.wants/* "$r"/etc/systemd/system/*.wants/* \
+      "$r"/lib/systemd/system/local-fs.target.wants/* "$r"/lib/systemd/system/sockets.target.wants/*udev* \
+      "$r"/lib/systemd/system/sockets.target.wants/*initctl* "$r"/lib/systemd/system/basic.target.wants/*
+    echo "ReadKMsg=no" >> "$r/etc/systemd/journald.conf"
+    chroot "$r" systemctl enable kubelet.service containerd.service undo-mount-hacks.service 2>&1 | grep -v "^Created symlink" >&2 || true
+    chroot "$r" systemctl mask systemd-binfmt.service 2>/dev/null
+    tar -C "$r" -c . | docker import \
+      --change 'ENV container=docker' --change 'STOPSIGNAL SIGRTMIN+3' \
+      --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' - "$BASE_IMAGE" >/dev/null
+    rm -rf "$r"
+  fi
+
   for b in "${bins[@]}"; do
     [ -x "$ASSETS/$b" ] || { log "missing $ASSETS/$b: run hack/build-kind-binaries.sh first"; exit 1; }
   done
@@ -110,59 +165,6 @@ else
                  for b in "${bins[@]}"; do stamp "$ASSETS/$b"; done; } | sha256sum | cut -c1-12)
   NODE_IMAGE="tradingsystem-local/kind-node:$K8S_VERSION-$node_hash"
   if ! have_image "$NODE_IMAGE"; then
-    # 4a. kind base: Debian packages + kind's own base files (entrypoint, units, containerd config).
-    BASE_IMAGE="tradingsystem-local/kind-base:$KIND_VERSION-$( { cat "$0"; echo "$base_hash"; } | sha256sum | cut -c1-12)"
-    if ! have_image "$BASE_IMAGE"; then
-      log "building $BASE_IMAGE (systemd, containerd, runc, CNI plugins, iptables ... from Debian, ~2 min)"
-      r="$scratch/kindbase"
-      rootfs_with "$r" systemd systemd-sysv dbus containerd runc containernetworking-plugins \
-        conntrack iptables nftables iproute2 ethtool util-linux mount kmod libseccomp2 pigz \
-        fuse-overlayfs bash ca-certificates curl jq procps socat
-      install -m 0755 "$files"/usr/local/bin/* "$r/usr/local/bin/"
-      mkdir -p "$r/kind/bin" "$r/etc/containerd" "$r/etc/default" "$r/etc/sysctl.d" \
-        "$r/etc/systemd/system/kubelet.service.d" "$r/opt/cni/bin" "$r/etc/cni/net.d" "$r/etc/kubernetes/manifests"
-      install -m 0644 "$files"/kind/README.txt "$r/kind/"
-      install -m 0755 "$files"/kind/bin/* "$r/kind/bin/"
-      install -m 0644 "$files"/etc/crictl.yaml "$r/etc/"
-      install -m 0644 "$files"/etc/default/* "$r/etc/default/"
-      install -m 0644 "$files"/etc/sysctl.d/* "$r/etc/sysctl.d/"
-      install -m 0644 "$files"/etc/systemd/system/*.* "$r/etc/systemd/system/"
-      install -m 0644 "$files"/etc/systemd/system/kubelet.service.d/* "$r/etc/systemd/system/kubelet.service.d/"
-      # kind's containerd config, adapted: the pause tag kubeadm expects, and oom_score_adj
-      # clamped instead of failing (lowering it needs CAP_SYS_RESOURCE, missing here).
-      sed -e "s#sandbox_image = .*#sandbox_image = \"registry.k8s.io/pause:$PAUSE_TAG\"#" \
-          -e 's#restrict_oom_score_adj = .*#restrict_oom_score_adj = true#' \
-          "$files/etc/containerd/config.toml" > "$r/etc/containerd/config.toml"
-      # The trap: kind's config points at cri-base.json, which kind's own Dockerfile generates.
-      chroot "$r" sh -c "ctr oci spec | jq '.hooks.createContainer[.hooks.createContainer|length] |= . + {\"path\": \"/kind/bin/mount-product-files.sh\"}' | jq 'del(.process.rlimits)' > /etc/containerd/cri-base.json"
-      ln -sf /usr/bin/containerd "$r/usr/local/bin/containerd"
-      for p in "$r"/usr/lib/cni/*; do ln -sf "/usr/lib/cni/$(basename "$p")" "$r/opt/cni/bin/"; done
-      # A static CNI for the single node instead of kindnetd (not on the Go proxy).
-      cat > "$r/etc/cni/net.d/10-tradingsystem.conflist" <<'CNI'
-{
-  "cniVersion": "0.4.0",
-  "name": "kind-static",
-  "plugins": [
-    {"type": "ptp", "ipMasq": true, "mtu": 1500,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]],
-              "routes": [{"dst": "0.0.0.0/0"}]}},
-    {"type": "portmap", "capabilities": {"portMappings": true}}
-  ]
-}
-CNI
-      find "$r/lib/systemd/system/sysinit.target.wants/" -name systemd-tmpfiles-setup.service -delete
-      rm -f "$r"/lib/systemd/system/multi-user.target.wants/* "$r"/etc/systemd/system/*.wants/* \
-        "$r"/lib/systemd/system/local-fs.target.wants/* "$r"/lib/systemd/system/sockets.target.wants/*udev* \
-        "$r"/lib/systemd/system/sockets.target.wants/*initctl* "$r"/lib/systemd/system/basic.target.wants/*
-      echo "ReadKMsg=no" >> "$r/etc/systemd/journald.conf"
-      chroot "$r" systemctl enable kubelet.service containerd.service undo-mount-hacks.service >/dev/null 2>&1
-      chroot "$r" systemctl mask systemd-binfmt.service >/dev/null 2>&1
-      tar -C "$r" -c . | docker import \
-        --change 'ENV container=docker' --change 'STOPSIGNAL SIGRTMIN+3' \
-        --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' - "$BASE_IMAGE" >/dev/null
-      rm -rf "$r"
-    fi
-
     # 4b. Component images kubeadm names (`kubeadm config images list`): a static binary on a
     # minimal rootfs; kube-proxy on the node's Debian rootfs (it needs iptables and conntrack).
     comp() {  # comp IMAGE BINARY ENTRYPOINT_JSON [USER]

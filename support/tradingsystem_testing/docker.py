@@ -127,6 +127,8 @@ class HostGuard:
                 "sysctls": {k: _sysctl(k) for k in HOST_SYSCTLS},
                 "forward_policy": _forward_policy(),
                 "outside": outside_interface(),
+                # kind bind-mounts /lib/modules; docker creates it (empty) on the host if missing.
+                "lib_modules_existed": Path("/lib/modules").exists(),
             }
             tmp = self.state_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(state, indent=1))
@@ -155,6 +157,9 @@ class HostGuard:
         for rule in egress_rules(state["outside"]):
             while _ok(rule.tool, "-D", rule.chain, *rule.spec):
                 pass
+        modules = Path("/lib/modules")
+        if not state.get("lib_modules_existed", True) and modules.is_dir() and not any(modules.iterdir()):
+            modules.rmdir()
         self.state_file.unlink()
         log(f"restored host sysctls {state['sysctls']}, removed egress rules")
 
