@@ -152,10 +152,15 @@ CNI
     echo "ReadKMsg=no" >> "$r/etc/systemd/journald.conf"
     chroot "$r" systemctl enable kubelet.service containerd.service undo-mount-hacks.service 2>&1 | grep -v "^Created symlink" >&2 || true
     chroot "$r" systemctl mask systemd-binfmt.service 2>/dev/null
-    tar -C "$r" -c . | docker import \
-      --change 'ENV container=docker' --change 'STOPSIGNAL SIGRTMIN+3' \
-      --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' - "$BASE_IMAGE" >/dev/null
+    [ -L "$r/etc/systemd/system/multi-user.target.wants/kubelet.service" ] || { log "kubelet.service not enabled"; exit 1; }
+    tar -C "$r" -c . | docker import - "$BASE_IMAGE-rootfs" >/dev/null
     rm -rf "$r"
+    # `docker import --change` knows no STOPSIGNAL: a one-line build adds the image config.
+    mkdir -p "$scratch/kindbase-cfg"
+    printf '%s\n' "FROM $BASE_IMAGE-rootfs" 'ENV container=docker' 'STOPSIGNAL SIGRTMIN+3' \
+      'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' > "$scratch/kindbase-cfg/Dockerfile"
+    docker build -q -t "$BASE_IMAGE" "$scratch/kindbase-cfg" >/dev/null
+    docker rmi "$BASE_IMAGE-rootfs" >/dev/null
   fi
 
   for b in "${bins[@]}"; do
