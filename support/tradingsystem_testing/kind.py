@@ -154,8 +154,9 @@ class KindCluster:
 
             self.kubectl(
                 "-n", "kube-system", "patch", "configmap", "coredns", "--type=merge",
-                "-p", json.dumps({"data": {"Corefile": patched}}),
+                "-p", json.dumps({"data": {"Corefile": patched}}), quiet=True,
             )  # fmt: skip
+            log("CoreDNS: upstream `forward` removed (cluster names only)")
             # Also the kick: CoreDNS pods that dialled the API before kube-proxy's rules existed
             # hang ~30 s; new ones start clean and read the new Corefile.
             self.kubectl("-n", "kube-system", "delete", "pod", "-l", "k8s-app=kube-dns", "--wait=false")
