@@ -202,10 +202,32 @@ CNI
     log "assembling $NODE_IMAGE"
     mkdir -p "$scratch/node"
     for b in kubelet kubeadm kubectl; do install -m 0755 "$ASSETS/$b" "$scratch/node/$b"; done
+    # kind's fallback StorageClass (kubernetes.io/host-path) creates each volume's directory as
+    # root 0750 and fsGroup does not apply to host paths: our non-root pods could not write. A
+    # path unit opens each new volume directory (only those not yet 0777, so no event loop).
+    cat > "$scratch/node/hostpath-pv-perms.path" <<'UNIT'
+[Unit]
+Description=Make new host-path PersistentVolumes writable by non-root pods
+[Path]
+PathChanged=/tmp/hostpath_pv
+MakeDirectory=true
+DirectoryMode=0755
+[Install]
+WantedBy=multi-user.target
+UNIT
+    cat > "$scratch/node/hostpath-pv-perms.service" <<'UNIT'
+[Unit]
+Description=Open new host-path PersistentVolume directories to non-root pods
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/find /tmp/hostpath_pv -mindepth 1 -maxdepth 1 -type d ! -perm 0777 -exec chmod 0777 {} +
+UNIT
     cat > "$scratch/node/Dockerfile" <<DOCKERFILE
 FROM $BASE_IMAGE
 COPY kubelet kubeadm kubectl /usr/bin/
-RUN echo "$K8S_VERSION" > /kind/version && mkdir -p /kind/images /etc/kubernetes/manifests
+COPY hostpath-pv-perms.path hostpath-pv-perms.service /etc/systemd/system/
+RUN echo "$K8S_VERSION" > /kind/version && mkdir -p /kind/images /etc/kubernetes/manifests \
+ && systemctl enable hostpath-pv-perms.path
 DOCKERFILE
     docker build -q -t "$NODE_IMAGE-stage" "$scratch/node" >/dev/null
     builder="tradingsystem-kind-node-build-$$"

@@ -224,9 +224,14 @@ class KindEnvironment:
         self.images = images
         return images
 
+    def create_cluster(self) -> None:
+        assert self.images is not None, "prepare() first"
+        node = self.images.node
+        self._timed("cluster", lambda: self.cluster.create(node))
+
     def up(self, *, load_product_image: bool = True) -> None:
         images = self.prepare()
-        self._timed("cluster", lambda: self.cluster.create(images.node))
+        self.create_cluster()
         if load_product_image:
             self._timed(
                 "image build", lambda: build_product_image(self.dockerd, images, self.settings.image_tag)

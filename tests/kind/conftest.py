@@ -44,8 +44,8 @@ def kind_env() -> Iterator[KindEnvironment]:
     old = os.environ.get("KIND_CLUSTER_NAME")
     os.environ["KIND_CLUSTER_NAME"] = CLUSTER
     try:
-        images = env.prepare()
-        env.cluster.create(images.node)
+        env.prepare()
+        env.create_cluster()
         yield env
     finally:
         try:
