@@ -247,6 +247,10 @@ DOCKERFILE
       "$builder" "$NODE_IMAGE" >/dev/null
     docker rm -f "$builder" >/dev/null
     docker rmi "$NODE_IMAGE-stage" >/dev/null 2>&1 || true
+    # ~1.6 GB each: keep only the node image of the current inputs.
+    for old in $(docker images --format '{{.Repository}}:{{.Tag}}' tradingsystem-local/kind-node); do
+      [ "$old" = "$NODE_IMAGE" ] || docker rmi "$old" >/dev/null 2>&1 || true
+    done
   fi
 fi
 
