@@ -261,6 +261,14 @@ def test_a_force_deleted_engine_pod_reuses_its_volume_and_sends_no_order_twice(c
 
 def test_helm_uninstall_leaves_only_the_crd_and_the_namespace_deletes_cleanly(cluster: Cluster) -> None:
     cluster.kubectl("-n", NAMESPACE, "delete", "tradingsystems", "--all", "--wait=true", "--timeout=180s")
+    # The garbage collector removes the children (ownerReferences) after their owner is gone.
+    eventually(
+        "every TradingSystem child gone",
+        lambda: not cluster.kubectl(
+            "-n", NAMESPACE, "get", "all,configmaps,persistentvolumeclaims,networkpolicies",
+            "-l", "app.kubernetes.io/managed-by=tradingsystem-operator", "-o", "name",
+        ).split(),
+    )  # fmt: skip
     subprocess.run(
         ["helm", "uninstall", "ts", "-n", NAMESPACE, "--wait"],
         env=cluster.env.cluster.env,
@@ -268,9 +276,12 @@ def test_helm_uninstall_leaves_only_the_crd_and_the_namespace_deletes_cleanly(cl
         timeout=300,
     )
     kinds = "all,configmaps,secrets,serviceaccounts,roles,rolebindings,persistentvolumeclaims,networkpolicies"
-    left = cluster.kubectl("-n", NAMESPACE, "get", kinds, "-o", "name").split()
-    # What Kubernetes itself puts in every namespace.
-    assert sorted(left) == ["configmap/kube-root-ca.crt", "serviceaccount/default"]
+    # What Kubernetes itself puts in every namespace; the operator's pod may take a moment to go.
+    baseline = ["configmap/kube-root-ca.crt", "serviceaccount/default"]
+    eventually(
+        "only the namespace's own objects left",
+        lambda: sorted(cluster.kubectl("-n", NAMESPACE, "get", kinds, "-o", "name").split()) == baseline,
+    )
     cluster_scoped = cluster.kubectl(
         "get", "clusterroles,clusterrolebindings", "-l", "app.kubernetes.io/instance=ts", "-o", "name"
     )
