@@ -280,9 +280,10 @@ class Dockerd:
         log(f"stopping dockerd (pid {pid})")
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while self.pid() == pid and time.monotonic() < deadline:
+        # Wait for the process itself: dockerd removes its pidfile before it has finished.
+        while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.3)
-        if self.pid() == pid:
+        if _alive(pid):
             os.kill(pid, signal.SIGKILL)
 
     def docker(
@@ -293,6 +294,14 @@ class Dockerd:
 
 class CommandFailed(RuntimeError):
     """A command exited non-zero; the message carries its output (its own error says what to do)."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie has exited
+    except OSError:
+        return False
 
 
 def run(
