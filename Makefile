@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install run sim test lint typecheck unit bench control-plane dev-cluster clean chart-sync lock image
+.PHONY: help install run sim test lint typecheck unit bench control-plane dev-cluster clean chart-sync lock image kind-up kind-down
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -37,13 +37,19 @@ test: install control-plane lint typecheck ## everything CI runs
 	$(BIN)/pytest -q -p no:cacheprovider
 
 unit: install ## fast tests only (no control plane, no processes)
-	$(BIN)/pytest -q -m 'not k8s and not e2e'
+	$(BIN)/pytest -q -m 'not k8s and not e2e and not kind'
 
 bench: install ## benchmarks, printed as tables
 	$(BIN)/python -m bench
 
 dev-cluster: install control-plane ## start etcd + kube-apiserver + controller-manager for kubectl (Ctrl-C stops)
 	$(BIN)/tradingsystem-dev dev-cluster
+
+kind-up: install ## offline kind cluster with our image loaded (private dockerd; see docs/kind.md)
+	$(BIN)/tradingsystem-dev kind-up
+
+kind-down: install ## delete the kind cluster, stop its dockerd, restore host sysctls/firewall
+	$(BIN)/tradingsystem-dev kind-down
 
 clean: ## remove the venv and caches (not the control-plane binaries)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis var

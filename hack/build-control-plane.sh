@@ -59,6 +59,7 @@ GOMOD
     for m in $(sed -n 's#^[[:space:]]*\(k8s\.io/[A-Za-z0-9._-]*\) => \./staging/.*#\1#p' "$kmod"); do
       go mod edit -replace="$m=$m@$staging_ver"
     done
+    # The kind node's binaries too (hack/build-kind-binaries.sh): one module, one Go build cache.
     cat > tools.go <<'GOSRC'
 //go:build tools
 
@@ -67,6 +68,11 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kubeadm"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GOSRC
     log "resolving dependencies (downloads a few hundred MB the first time)"

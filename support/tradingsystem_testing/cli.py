@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from tradingsystem_testing import kind_cli
+
 
 def _dev_cluster(args: argparse.Namespace) -> int:
     from tradingsystem_testing.controlplane import run_dev_cluster  # lazy: --help stays instant
@@ -27,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--no-controller-manager", action="store_true", help="etcd + kube-apiserver only")
     dev.add_argument("--no-prometheus-crds", action="store_true", help="skip the ServiceMonitor/... CRDs")
     dev.set_defaults(run=_dev_cluster)
+    kind_cli.register(sub)
     return parser
 
 

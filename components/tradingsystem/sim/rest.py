@@ -535,6 +535,16 @@ async def sim_clock(request: web.Request) -> web.Response:
     return await get_clock(request)
 
 
+async def healthz(request: web.Request) -> web.Response:
+    # Kubernetes probes (the operator's Deployment probes /healthz and /readyz on every service):
+    # answering at all means the event loop runs and the API is served.
+    return web.json_response({"live": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    return web.json_response({"ready": True})
+
+
 async def sim_status(request: web.Request) -> web.Response:
     return web.json_response(request.app[SIM].status())
 
@@ -569,5 +579,7 @@ def add_routes(app: web.Application) -> None:
             web.post("/_sim/disconnect", sim_disconnect),
             web.get("/_sim/status", sim_status),
             web.post("/_sim/clock", sim_clock),
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
         ]
     )

@@ -1,0 +1,122 @@
+"""Helpers for the kind tests: the README's install commands, API-server proxy reads, waits."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tradingsystem_testing.kind import KindEnvironment
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "trading"  # the README's
+T = TypeVar("T")
+
+
+def readme_install_commands(readme: str) -> list[str]:
+    """The shell commands of the README's "Install on Kubernetes" block, comments dropped."""
+    section = readme.split("## Install on Kubernetes", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
+    assert block, "README: no ```bash block under 'Install on Kubernetes'"
+    commands = []
+    for line in block.group(1).splitlines():
+        cmd = line.split(" #", 1)[0].strip()
+        if cmd and not cmd.startswith("#"):
+            commands.append(cmd)
+    return commands
+
+
+def localize(command: str, python_image: str) -> str:
+    """This machine reaches package registries, not image registries, and only from the host:
+    `docker build` gets the local Python base and the host's network. Nothing else changes."""
+    words = shlex.split(command)
+    if words[:2] != ["docker", "build"]:
+        return command
+    words[2:2] = ["--network", "host", "--build-arg", f"PYTHON_IMAGE={python_image}"]
+    return shlex.join(words)
+
+
+def eventually(what: str, probe: Callable[[], T | None], timeout: float = 300.0, interval: float = 2.0) -> T:
+    """Poll until ``probe`` returns something truthy; fail naming ``what`` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except Exception as exc:  # the cluster may answer with errors while things start
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+
+
+class Cluster:
+    """kubectl reads and writes for the tests, through the environment's kubeconfig."""
+
+    def __init__(self, env: KindEnvironment, namespace: str = NAMESPACE) -> None:
+        self.env = env
+        self.ns = namespace
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> str:
+        return str(self.env.cluster.kubectl(*args, check=check, quiet=True, input=input).stdout)
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.kubectl(*args, "-o", "json"))
+
+    def proxy(self, service: str, port: str, path: str) -> Any:
+        """GET through the API server's service proxy: no port-forward, nothing bound on the host."""
+        raw = self.kubectl(
+            "get", "--raw", f"/api/v1/namespaces/{self.ns}/services/http:{service}:{port}/proxy{path}"
+        )
+        return json.loads(raw)
+
+    def ledger(self, ts: str) -> dict[str, Any]:
+        return dict(self.proxy(f"{ts}-sim", "http", "/_sim/ledger"))
+
+    def risk_state(self, ts: str) -> dict[str, Any]:
+        return dict(self.proxy(f"{ts}-risk-manager", "metrics", "/state"))
+
+    def pods(self, selector: str) -> list[dict[str, Any]]:
+        return list(self.json("-n", self.ns, "get", "pods", "-l", selector)["items"])
+
+    def ts_row(self, name: str) -> dict[str, str]:
+        """`kubectl get tradingsystems` as a user sees it: column -> value."""
+        lines = self.kubectl("-n", self.ns, "get", "tradingsystems", name).splitlines()
+        header, row = lines[0], lines[1]
+        starts = [m.start() for m in re.finditer(r"\S+", header)]
+        cols = [header[s:e].strip() for s, e in zip(starts, [*starts[1:], None], strict=True)]
+        vals = [row[s:e].strip() for s, e in zip(starts, [*starts[1:], None], strict=True)]
+        return dict(zip(cols, vals, strict=True))
+
+
+def positions_match(ledger: dict[str, Any], state: dict[str, Any]) -> list[str]:
+    """Differences between the risk-manager's book and the simulator's ledger (empty: equal)."""
+    book, theirs = state["positions"], ledger["positions"]
+    diffs = []
+    for symbol in sorted(set(book) | set(theirs)):
+        mine = book.get(symbol, {"qty": 0.0, "avg_price": 0.0})
+        t = theirs.get(symbol, {"qty": "0", "avg_entry_price": "0"})
+        if mine["qty"] != float(t["qty"]) or (
+            mine["qty"] and mine["avg_price"] != float(t["avg_entry_price"])
+        ):
+            diffs.append(
+                f"{symbol}: risk {mine['qty']}@{mine['avg_price']} vs sim {t['qty']}@{t['avg_entry_price']}"
+            )
+    return diffs
+
+
+def settled_and_equal(cluster: Cluster, ts: str) -> dict[str, Any] | None:
+    """The ledger, once every order is final at the broker, risk has no open order and the books agree."""
+    snap = cluster.ledger(ts)
+    if any(o["status"] in ("new", "accepted", "pending_new", "partially_filled") for o in snap["orders"]):
+        return None
+    state = cluster.risk_state(ts)
+    if state["open_orders"] != 0 or positions_match(snap, state):
+        return None
+    return snap
