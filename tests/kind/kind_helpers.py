@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tradingsystem.common.services import RISK_MANAGER
+from tradingsystem_operator.render import CONTROL_DIR, CONTROL_TOKEN_KEY
 from tradingsystem_testing.kind import KindEnvironment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,7 +82,21 @@ class Cluster:
         return dict(self.proxy(f"{ts}-sim", "http", "/_sim/ledger"))
 
     def risk_state(self, ts: str) -> dict[str, Any]:
-        return dict(self.proxy(f"{ts}-risk-manager", "metrics", "/state"))
+        """The risk-manager's ``GET /state``, from inside its pod with the operator's token.
+
+        The control port answers only with the bearer token (and its NetworkPolicy admits only the
+        operator), and the API server's service proxy does not pass an Authorization header on.
+        """
+        token_file = f"{CONTROL_DIR}/{CONTROL_TOKEN_KEY}"
+        port = RISK_MANAGER.control_port
+        script = (
+            "import urllib.request as u;"
+            f"t=open({token_file!r}).read().strip();"
+            f"r=u.Request('http://127.0.0.1:{port}/state',headers={{'Authorization':'Bearer '+t}});"
+            "print(u.urlopen(r,timeout=5).read().decode())"
+        )
+        out = self.kubectl("-n", self.ns, "exec", f"deploy/{ts}-risk-manager", "--", "python", "-c", script)
+        return dict(json.loads(out))
 
     def pods(self, selector: str) -> list[dict[str, Any]]:
         return list(self.json("-n", self.ns, "get", "pods", "-l", selector)["items"])
