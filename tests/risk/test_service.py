@@ -89,7 +89,7 @@ def answer_first_sync(h: Harness, head: int = 0) -> None:
     eventually(
         lambda: h.service.resync.last_seq is not None and h.service.resync.pending is None,
         "the first resync",
-        every=lambda: h.execution.publish(
+        tick=lambda: h.execution.publish(
             SyncReply(request_id=request.request_id, head=head, replayed_to=max(request.since, head))
         ),
     )
