@@ -148,6 +148,16 @@ class RiskManagerSpec(_Model):
     replicas: int = Field(default=1, ge=0, le=1, description=REPLICAS)
     resources: Resources = Field(default=Resources(), description=RESOURCES)
     limits: RiskLimits = Field(default=RiskLimits(), description="order sizing and risk limits, with units")
+    # The same shape as executionEngine.storage: the safety state must outlive the pod for a
+    # restart to keep a halt, the latches, the book and the open orders.
+    storage: Literal["emptyDir", "persistentVolumeClaim"] = Field(
+        default="emptyDir",
+        description="where the safety state (kill switch, latches, book, open orders) lives: "
+        "emptyDir (lost with the pod) or a PersistentVolumeClaim",
+    )
+    storage_size: str = Field(
+        default="1Gi", pattern=QUANTITY_PATTERN, description="bytes requested for the claim, e.g. 1Gi"
+    )
 
 
 class ExecutionEngineSpec(_Model):

@@ -57,6 +57,8 @@ ROTATION_ANNOTATION = f"{GROUP}/rotation"
 # The operator's pods as the Helm chart labels them: the default control-port clients.
 OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "tradingsystem-operator"}
 SECRET_FILE_MODE = 0o440  # owner root, group fsGroup (the service user): read-only for it
+# Services that keep state in STATE_DIR; their spec section says where (``storage``, ``storageSize``).
+STATEFUL = (EXECUTION_ENGINE, RISK_MANAGER)
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,7 @@ def service_config(owner: Owner, spec: TradingSystemSpec) -> dict[str, Any]:
         # (see _env), so halting does not roll every service's pods.
         "risk": {
             **rk.model_dump(),
+            "state_path": f"{STATE_DIR}/risk.sqlite",
             # Reached through its Service by the operator; the NetworkPolicy and the token guard it.
             "control_host": "0.0.0.0",
             "control_port": RISK_MANAGER.control_port,
@@ -237,9 +240,9 @@ def _volumes(inp: Inputs, svc: Service) -> tuple[list[dict[str, Any]], list[dict
         {"name": "config", "mountPath": "/etc/tradingsystem", "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
-    if svc is EXECUTION_ENGINE:
-        if spec.execution_engine.storage == "persistentVolumeClaim":
-            state: dict[str, Any] = {"persistentVolumeClaim": {"claimName": child_name(owner, "state")}}
+    if svc in STATEFUL:
+        if on_claim(spec, svc):
+            state: dict[str, Any] = {"persistentVolumeClaim": {"claimName": state_claim(owner, svc)}}
         else:
             state = {"emptyDir": {}}
         volumes.append({"name": "state", **state})
@@ -261,6 +264,17 @@ def _volumes(inp: Inputs, svc: Service) -> tuple[list[dict[str, Any]], list[dict
 def _section(spec: TradingSystemSpec, svc: Service) -> Any:
     """The spec section of a service (``spec.marketData`` ...)."""
     return getattr(spec, svc.spec_field)
+
+
+def on_claim(spec: TradingSystemSpec, svc: Service) -> bool:
+    """Whether ``svc`` keeps its state on a PersistentVolumeClaim (else an emptyDir, or none)."""
+    return svc in STATEFUL and _section(spec, svc).storage == "persistentVolumeClaim"
+
+
+def state_claim(owner: Owner, svc: Service) -> str:
+    """The claim of a service's state. The execution-engine's keeps its first name, ``<name>-state``,
+    so a claim made before the risk-manager had one stays bound to it."""
+    return child_name(owner, "state" if svc is EXECUTION_ENGINE else f"{svc.name}-state")
 
 
 def _resources(spec: TradingSystemSpec, svc: Service) -> dict[str, Any]:
@@ -312,8 +326,11 @@ def _deployment(inp: Inputs, svc: Service, replicas: int, config_hash: str) -> d
         "metadata": _meta(owner, child_name(owner, svc.name), svc.name),
         "spec": {
             "replicas": replicas,
-            # The execution engine must never run twice (duplicate orders): Recreate, not rolling.
-            "strategy": {"type": "Recreate"} if svc is EXECUTION_ENGINE else {"type": "RollingUpdate"},
+            # The execution engine must never run twice (duplicate orders), and state on a claim
+            # must never have two writers (the last to write would undo the other): Recreate.
+            "strategy": {"type": "Recreate"}
+            if svc is EXECUTION_ENGINE or on_claim(inp.spec, svc)
+            else {"type": "RollingUpdate"},
             "selector": {"matchLabels": selector(owner, svc.name)},
             "template": {
                 "metadata": {
@@ -465,14 +482,14 @@ def curve_secret(owner: Owner, pairs: Mapping[str, tuple[bytes, bytes]], rotatio
     return _secret(owner, "curve", rotation, data)
 
 
-def _pvc(inp: Inputs) -> dict[str, Any]:
+def _pvc(inp: Inputs, svc: Service) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": _meta(inp.owner, child_name(inp.owner, "state"), EXECUTION_ENGINE.name),
+        "metadata": _meta(inp.owner, state_claim(inp.owner, svc), svc.name),
         "spec": {
             "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": inp.spec.execution_engine.storage_size}},
+            "resources": {"requests": {"storage": _section(inp.spec, svc).storage_size}},
         },
     }
 
@@ -544,8 +561,7 @@ def render(inp: Inputs) -> Rendered:
     obs = inp.observed
     gated = gate(GateInputs(tuple(desired), desired, obs.available, obs.replicas))
     manifests: list[dict[str, Any]] = [config_map]
-    if spec.execution_engine.storage == "persistentVolumeClaim":
-        manifests.append(_pvc(inp))
+    manifests += [_pvc(inp, s) for s in STATEFUL if on_claim(spec, s)]
     in_scope = {s.name for s in svcs}
     for svc in svcs:
         manifests.append(_deployment(inp, svc, gated.replicas[svc.name], config_hash))

@@ -85,8 +85,8 @@ def test_the_kill_switch_in_the_config_rejects_every_signal_as_halted() -> None:
 
 
 def test_limits_reject_and_are_counted_by_reason() -> None:
-    r = run(closes(ZIGZAG), settings(risk={"max_order_qty": 5}))
-    assert r.rejections_by_reason() == {"max_order_qty": 4}
+    r = run(closes(ZIGZAG), settings(risk={"max_order_notional": 500}))  # 10 shares at ~100
+    assert r.rejections_by_reason() == {"max_order_notional": 4}
 
 
 def test_orders_per_minute_are_counted_on_the_simulated_clock() -> None:

@@ -75,10 +75,10 @@ def test_the_live_pipeline_and_the_backtest_make_the_same_orders(tmp_path: Path,
         risk={
             "sizing": "strength",
             "order_qty": 20,
-            "max_order_qty": 15,  # strong signals are rejected
+            "max_order_qty": 20,
+            "max_order_notional": 1550,  # strong signals are rejected (16 shares at ~100)
             "max_position_qty": 20,  # and so are some that would grow a position too far
             "max_orders_per_minute": 1000,  # wall clock live, file time in the backtest
-            "max_order_notional": 1e9,
             "max_gross_exposure": 1e9,
             "daily_loss_limit": 1e9,
         },
@@ -90,7 +90,11 @@ def test_the_live_pipeline_and_the_backtest_make_the_same_orders(tmp_path: Path,
     expected: list[Order] = [
         (d.symbol, d.side.value, d.qty, d.reason or d.decision.value) for d in result.decisions
     ]
-    assert len(expected) > 20 and {o[3] for o in expected} >= {"approved", "max_order_qty", "max_position"}
+    assert len(expected) > 20 and {o[3] for o in expected} >= {
+        "approved",
+        "max_order_notional",
+        "max_position",
+    }
 
     with running_pipeline(settings, tmp_path) as p:
         sub = Subscriber(settings.bus.risk, (wire.TOPIC_ORDER, wire.TOPIC_REJECT))

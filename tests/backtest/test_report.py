@@ -26,7 +26,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> ReportFiles:
     s = settings(
         SYMBOLS,
         signals={"params": {"fast": 10, "slow": 30, "average": "sma"}},
-        risk={"sizing": "strength", "order_qty": 20, "max_order_qty": 15},
+        risk={"sizing": "strength", "order_qty": 20, "max_order_notional": 1500},  # strong signals
     )
     r = run(bars, s)
     return write_report(r, summarize(r), tmp_path_factory.mktemp("report"), "Test report")
@@ -48,7 +48,7 @@ def test_the_report_directory_holds_the_page_the_tables_and_a_chart_per_symbol(r
 def test_the_summary_counts_rejections_by_reason(report: ReportFiles) -> None:
     summary = json.loads(report.summary.read_text())
     assert (
-        summary["rejections_by_reason"] == {"max_order_qty": summary["rejections"]}
+        summary["rejections_by_reason"] == {"max_order_notional": summary["rejections"]}
         and summary["rejections"] > 0
     )
 

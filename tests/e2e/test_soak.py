@@ -42,6 +42,7 @@ def test_random_sigkills_lose_and_duplicate_nothing(tmp_path: Path) -> None:
         risk={
             "sizing": "fixed",
             "order_qty": 5,
+            "max_order_qty": MAX_POSITION,  # at most a position (RISK_LIMIT_RULES); orders are 5
             "max_position_qty": MAX_POSITION,
             "max_orders_per_minute": 120,
             "resync_interval_s": 1.0,

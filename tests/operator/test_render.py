@@ -261,6 +261,65 @@ def test_pvc_storage_option() -> None:
     assert {"name": "state", "persistentVolumeClaim": {"claimName": "demo-state"}} in vols
 
 
+def pod_of(out: Any, service: str) -> dict[str, Any]:
+    return dict(by_kind(out.manifests, "Deployment")[f"demo-{service}"]["spec"]["template"]["spec"])
+
+
+def writable_mount(pod: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The volume mounted read-write over ``path`` in the pod's one container."""
+    (c,) = pod["containers"]
+    (mount,) = (m for m in c["volumeMounts"] if path.is_relative_to(m["mountPath"]) and not m.get("readOnly"))
+    (volume,) = (v for v in pod["volumes"] if v["name"] == mount["name"])
+    return dict(volume)
+
+
+def test_the_risk_and_execution_state_files_live_on_a_volume_of_their_own_pod() -> None:
+    out = render(make_inputs())
+    settings = Settings.model_validate(config_of(out.manifests))
+    assert settings.risk.state_path == Path("/var/lib/tradingsystem/risk.sqlite")
+    assert writable_mount(pod_of(out, "risk-manager"), settings.risk.state_path) == {
+        "name": "state",
+        "emptyDir": {},
+    }
+    assert writable_mount(pod_of(out, "execution-engine"), settings.execution.db_path)["emptyDir"] == {}
+    assert not by_kind(out.manifests, "PersistentVolumeClaim")
+
+
+def test_a_risk_manager_on_a_claim_gets_a_claim_of_its_own_and_is_recreated_not_rolled() -> None:
+    spec = make_spec(riskManager={"storage": "persistentVolumeClaim", "storageSize": "2Gi"})
+    out = render(make_inputs(spec=spec))
+    (pvc,) = by_kind(out.manifests, "PersistentVolumeClaim").values()
+    assert pvc["metadata"]["name"] == "demo-risk-manager-state"
+    assert pvc["metadata"]["labels"]["app.kubernetes.io/component"] == "risk-manager"
+    assert pvc["spec"] == {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}}
+    state = Settings.model_validate(config_of(out.manifests)).risk.state_path
+    assert writable_mount(pod_of(out, "risk-manager"), state) == {
+        "name": "state",
+        "persistentVolumeClaim": {"claimName": "demo-risk-manager-state"},
+    }
+    deps = by_kind(out.manifests, "Deployment")
+    assert deps["demo-risk-manager"]["spec"]["strategy"] == {"type": "Recreate"}  # one writer
+    assert deps["demo-market-data"]["spec"]["strategy"] == {"type": "RollingUpdate"}
+    assert deployments()["demo-risk-manager"]["spec"]["strategy"] == {"type": "RollingUpdate"}  # emptyDir
+
+
+def test_risk_and_execution_on_claims_never_share_one() -> None:
+    on_claim = {"storage": "persistentVolumeClaim"}
+    out = render(make_inputs(spec=make_spec(riskManager=on_claim, executionEngine=on_claim)))
+    assert sorted(by_kind(out.manifests, "PersistentVolumeClaim")) == [
+        "demo-risk-manager-state",
+        "demo-state",
+    ]
+    claims = {
+        svc: writable_mount(pod_of(out, svc), Path("/var/lib/tradingsystem/x"))["persistentVolumeClaim"]
+        for svc in ("risk-manager", "execution-engine")
+    }
+    assert claims == {
+        "risk-manager": {"claimName": "demo-risk-manager-state"},
+        "execution-engine": {"claimName": "demo-state"},
+    }
+
+
 def test_network_policies_admit_only_neighbours_on_zmq() -> None:
     policies = by_kind(render(make_inputs()).manifests, "NetworkPolicy")
     risk = policies["demo-risk-manager"]["spec"]["ingress"]
