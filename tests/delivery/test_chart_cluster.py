@@ -194,7 +194,10 @@ def test_service_account_may_do_everything_the_operator_needs(
         ("create", "rbac.authorization.k8s.io", "clusterroles", None),
         ("create", "rbac.authorization.k8s.io", "roles", "own"),  # no privilege escalation path
         ("create", "", "pods", "own"),  # pods only through Deployments
-        ("list", "", "secrets", "own"),  # Secrets by name only
+        ("create", "", "secrets", "own"),  # Secrets are read and watched, never written
+        ("update", "", "secrets", "own"),
+        ("list", "", "secrets", "other"),  # only in the namespaces it manages
+        ("watch", "", "secrets", "other"),
         ("get", "", "secrets", "other"),
         ("list", "tradingsystem.dev", "tradingsystems", "other"),
         ("create", "apps", "deployments", "other"),
