@@ -236,7 +236,8 @@ def _volumes(inp: Inputs, svc: Service) -> tuple[list[dict[str, Any]], list[dict
     return volumes, mounts
 
 
-def _resources(spec: TradingSystemSpec, svc: Service) -> dict[str, Any]:
+def _section(spec: TradingSystemSpec, svc: Service) -> Any:
+    """The service's own part of the spec (resources, scheduling, ...)."""
     sections: dict[str, Any] = {
         "market-data": spec.market_data,
         "signal-bridge": spec.signal_bridge,
@@ -244,7 +245,26 @@ def _resources(spec: TradingSystemSpec, svc: Service) -> dict[str, Any]:
         "execution-engine": spec.execution_engine,
         "sim": spec.sim,
     }
-    return dict(sections[svc.name].resources.model_dump())
+    return sections[svc.name]
+
+
+def _resources(spec: TradingSystemSpec, svc: Service) -> dict[str, Any]:
+    return dict(_section(spec, svc).resources.model_dump())
+
+
+def scheduling(inp: Inputs, svc: Service) -> dict[str, Any]:
+    """Pod-spec scheduling fields: each field the service sets replaces the shared default's.
+
+    A topology spread constraint without a labelSelector counts this service's own pods.
+    """
+    default = inp.spec.scheduling.model_dump(by_alias=True, exclude_none=True)
+    own = _section(inp.spec, svc).scheduling.model_dump(by_alias=True, exclude_none=True)
+    merged: dict[str, Any] = {**default, **own}
+    spread = merged.get("topologySpreadConstraints")
+    if spread:
+        own_pods = {"matchLabels": selector(inp.owner, svc.name)}
+        merged["topologySpreadConstraints"] = [{"labelSelector": own_pods, **c} for c in spread]
+    return merged
 
 
 def spec_replicas(spec: TradingSystemSpec, svc: Service) -> int:
@@ -296,10 +316,13 @@ def _deployment(inp: Inputs, svc: Service, replicas: int, config_hash: str) -> d
             "selector": {"matchLabels": selector(owner, svc.name)},
             "template": {
                 "metadata": {
-                    "labels": labels(owner, svc.name),
-                    "annotations": {HASH_ANNOTATION: config_hash},
+                    # Ours win a clash: the selector and the roll-on-change hash depend on them.
+                    "labels": {**inp.spec.pod_labels, **labels(owner, svc.name)},
+                    "annotations": {**inp.spec.pod_annotations, HASH_ANNOTATION: config_hash},
                 },
                 "spec": {
+                    **scheduling(inp, svc),
+                    **_pull_secrets(inp.spec),
                     "automountServiceAccountToken": False,
                     "securityContext": {
                         "runAsNonRoot": True,
@@ -314,6 +337,11 @@ def _deployment(inp: Inputs, svc: Service, replicas: int, config_hash: str) -> d
             },
         },
     }
+
+
+def _pull_secrets(spec: TradingSystemSpec) -> dict[str, Any]:
+    refs = [r.model_dump() for r in spec.image_pull_secrets]
+    return {"imagePullSecrets": refs} if refs else {}
 
 
 def _service(owner: Owner, svc: Service) -> dict[str, Any]:
