@@ -41,7 +41,7 @@ from bench.table import render
 from tradingsystem_operator import apply as k8s
 from tradingsystem_operator.controlplane import ControlPlane
 from tradingsystem_operator.models import TradingSystemSpec
-from tradingsystem_operator.process import operator_process
+from tradingsystem_operator.process import OperatorProcess, operator_process
 from tradingsystem_operator.render import Inputs, Owner
 from tradingsystem_operator.render import render as render_children
 
@@ -168,6 +168,19 @@ def settle(cp: ControlPlane, quiet_s: float, timeout: float) -> None:
             last, since = now, time.monotonic()
 
 
+def wait_until_serving(op: OperatorProcess, timeout: float) -> None:
+    """Until kopf's liveness endpoint answers: the operator has started and runs its probes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            op.get(op.liveness_port, "/healthz")
+            return
+        except OSError:
+            if op.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the operator did not start serving /healthz") from None
+            time.sleep(0.2)
+
+
 def delete_namespace(cp: ControlPlane, ns: str, timeout: float = 120) -> None:
     """Delete and wait, so the namespace controller's deletes do not land in a later window."""
     cp.request("DELETE", f"/api/v1/namespaces/{ns}")
@@ -229,6 +242,7 @@ def measure(cp: ControlPlane, n: int, *, resync_s: float, idle_s: float, log: Pa
     ns = create_namespace(cp)
     assert cp.kubeconfig is not None
     with operator_process(cp.kubeconfig, ns, log, resync_s) as op:
+        wait_until_serving(op, timeout=120)  # importing kopf on a loaded machine is not a pass
         latencies = apply_and_wait(cp, ns, n, timeout=60 + n)
         settle(cp, quiet_s=2 * resync_s, timeout=120)
         writes, passes = write_requests(cp), sum(op.reconciles().values())
