@@ -2,8 +2,8 @@
 
 Triggers: create/update/resume of the TradingSystem; events of the Deployments we own
 (label-filtered on the server) so availability reaches status and opens startup gates; events of
-the credentials Secrets they reference, so a rotation rolls the pods within seconds; and one
-background loop that resyncs every known object to correct drift. There is no kopf timer: kopf
+the Secrets they reference (credentials, own Curve keys), so a rotation rolls the pods within
+seconds; and one background loop that resyncs every known object to correct drift. There is no kopf timer: kopf
 puts a finalizer on every object with a timer or daemon, and that finalizer makes deletion hang
 once the operator is gone. One lock per TradingSystem serialises passes from these triggers.
 """
@@ -28,7 +28,7 @@ from tradingsystem_operator.metrics import RECONCILE_DURATION, RECONCILE_RESULTS
 from tradingsystem_operator.models import GROUP, KIND, PLURAL, VERSION, Phase
 from tradingsystem_operator.reconcile import reconcile
 from tradingsystem_operator.render import MANAGER
-from tradingsystem_operator.resync import Key, due, referenced_secret, referencing
+from tradingsystem_operator.resync import Key, due, referenced_secrets, referencing
 from tradingsystem_operator.rules import load_rule_groups
 from tradingsystem_operator.status import Problem
 
@@ -41,7 +41,7 @@ DEFAULT_RESYNC_S = 60.0
 FINALIZER = f"{GROUP}/finalizer"
 # Server-side filter of the Secret watch: Opaque is what `kubectl create secret generic` and a
 # Secret without `type` make; Helm releases, service-account tokens, TLS and registry Secrets
-# never reach the operator. A credentials Secret of another type rotates at the next resync.
+# never reach the operator. A referenced Secret of another type rotates at the next resync.
 SECRET_FIELD_SELECTOR = "type=Opaque"
 MAX_RETRY_DELAY = 60.0
 # Passes in flight across all objects. Each holds its children's listings; unbounded, 100 objects
@@ -83,7 +83,7 @@ async def startup(
     memo.locks = {}
     memo.queued = set()
     memo.passes = asyncio.Semaphore(MAX_CONCURRENT_PASSES)
-    memo.known = {}  # Key -> referenced credentials Secret name (or None), from watch events
+    memo.known = {}  # Key -> names of the user's Secrets it reads (resync.referenced_secrets)
     memo.last_pass = {}  # Key -> loop time the last pass ended (or the object was first seen)
     memo.tasks = set()  # passes started outside kopf's handlers (resync, Secret events)
     memo.resync_s = _resync_interval()
@@ -186,7 +186,7 @@ async def track(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: Any
         memo.known.pop(key, None)
         memo.last_pass.pop(key, None)
         return
-    memo.known[key] = referenced_secret(body.get("spec") or {})
+    memo.known[key] = referenced_secrets(body.get("spec") or {})
     memo.last_pass.setdefault(key, asyncio.get_running_loop().time())
 
 
@@ -258,7 +258,7 @@ async def on_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event("v1", "secrets")
 async def on_secret(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """A referenced credentials Secret changed: reconcile the TradingSystems that use it now.
+    """A referenced Secret (credentials or own Curve keys) changed: reconcile its users now.
 
     The initial listing (event type None) is skipped: the resume handlers run a pass for every
     object then anyway. Only the Secret's name is used; its data is read by the pass itself.

@@ -15,12 +15,18 @@ from typing import Any
 Key = tuple[str, str]  # (namespace, name) of a TradingSystem
 
 
-def referenced_secret(spec: Mapping[str, Any]) -> str | None:
-    """The credentials Secret a TradingSystem reads (hashed into its pods), if its mode uses one."""
-    if (spec.get("mode") or "sim") == "sim":
-        return None
-    name = (spec.get("credentials") or {}).get("secretName")
-    return str(name) if name else None
+def referenced_secrets(spec: Mapping[str, Any]) -> frozenset[str]:
+    """The user's Secrets a TradingSystem reads and hashes into its pods: the Alpaca credentials
+    (modes paper and live) and the user's own Curve keys (``security.curve.keysSecret``).
+
+    The keys Secret counts whenever it is named, even if Curve ends up off: a needless pass on its
+    event changes nothing, a missed one would leave pods on old keys until the resync.
+    """
+    names: set[str] = set()
+    if (spec.get("mode") or "sim") != "sim":
+        names.add((spec.get("credentials") or {}).get("secretName") or "")
+    names.add(((spec.get("security") or {}).get("curve") or {}).get("keysSecret") or "")
+    return frozenset(str(n) for n in names if n)
 
 
 def due(known: Iterable[Key], last_pass: Mapping[Key, float], now: float, interval: float) -> list[Key]:
@@ -32,6 +38,6 @@ def due(known: Iterable[Key], last_pass: Mapping[Key, float], now: float, interv
     return [k for k in known if k in last_pass and now - last_pass[k] >= interval]
 
 
-def referencing(known: Mapping[Key, str | None], namespace: str, secret: str) -> list[Key]:
-    """The TradingSystems in ``namespace`` whose credentials are the Secret ``secret``."""
-    return [k for k, name in known.items() if k[0] == namespace and name == secret]
+def referencing(known: Mapping[Key, frozenset[str]], namespace: str, secret: str) -> list[Key]:
+    """The TradingSystems in ``namespace`` that read the Secret ``secret``."""
+    return [k for k, names in known.items() if k[0] == namespace and secret in names]
