@@ -10,15 +10,21 @@ created at once (sim mode):
   stops at its first gate (sim scaled up, the pipeline created at ``replicas: 0``); every child
   object exists at that point, which is what this measures. Gate opening is pod-readiness time,
   not operator time.
+- **floor**: the same N TradingSystems created back to back in a fresh namespace, and for each
+  the same rendered children (``render`` with the operator's inputs) server-side applied by a bare
+  client (kubernetes_asyncio, no operator, no watch, no reads) as fast as the API server takes
+  them, then its status written. Same latency definition; the operator's p99 over the floor's p99
+  is what watch latency, reads and the framework cost.
 - **RSS**: ``VmRSS`` of the operator process after convergence.
 - **idle writes**: the kube-apiserver's ``apiserver_request_total`` for write verbs on the
-  operator's resources, diffed over an idle window in which the resync timer fires several times
-  for every CR, scaled to one minute. Target 0. The controller-manager writes none of these
+  operator's resources, diffed over an idle window in which the resync loop passes several times
+  over every CR, scaled to one minute. Target 0. The controller-manager writes none of these
   resources while nothing changes, so the count is the operator's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import tempfile
 import time
@@ -28,12 +34,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubernetes_asyncio import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.table import render
+from tradingsystem_operator import apply as k8s
+from tradingsystem_operator.models import TradingSystemSpec
+from tradingsystem_operator.render import Inputs, Owner
+from tradingsystem_operator.render import render as render_children
 from tradingsystem_testing import eventually
 from tradingsystem_testing.controlplane import ControlPlane
-from tradingsystem_testing.process import operator_process
+from tradingsystem_testing.process import OperatorProcess, operator_process
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD_FILE = ROOT / "crds" / "tradingsystems.yaml"
@@ -65,7 +76,8 @@ class Result:
     rss_mb: float
     idle_s: float
     idle_writes: Counter[str]  # by "VERB resource[/subresource]"
-    idle_passes: int  # reconcile passes in the idle window: the timer did run
+    idle_passes: int  # reconcile passes in the idle window: the resync did run
+    floor: list[float]  # seconds, one per TradingSystem, written by a bare client
 
 
 def _ok(result: tuple[int, Any], what: str) -> Any:
@@ -157,11 +169,81 @@ def settle(cp: ControlPlane, quiet_s: float, timeout: float) -> None:
             last, since = now, time.monotonic()
 
 
+def wait_until_serving(op: OperatorProcess, timeout: float) -> None:
+    """Until kopf's liveness endpoint answers: the operator has started and runs its probes."""
+
+    def serving() -> bool:
+        if op.proc.poll() is not None:
+            raise RuntimeError(f"the operator exited with {op.proc.returncode} before serving /healthz")
+        op.get(op.liveness_port, "/healthz")
+        return True
+
+    eventually(serving, "the operator to serve /healthz", timeout=timeout, every=0.2, ignore=(OSError,))
+
+
+def delete_namespace(cp: ControlPlane, ns: str, timeout: float = 120) -> None:
+    """Delete and wait, so the namespace controller's deletes do not land in a later window."""
+    cp.request("DELETE", f"/api/v1/namespaces/{ns}")
+    eventually(
+        lambda: cp.request("GET", f"/api/v1/namespaces/{ns}")[0] == 404,
+        f"namespace {ns} to be deleted",
+        timeout=timeout,
+        every=0.5,
+    )
+
+
+def _client_configuration(cp: ControlPlane) -> client.Configuration:
+    assert cp.certs is not None
+    cfg = client.Configuration(host=cp.server)
+    cfg.ssl_ca_cert, cfg.cert_file, cfg.key_file = (
+        str(cp.certs.ca_cert),
+        str(cp.certs.admin_cert),
+        str(cp.certs.admin_key),
+    )
+    return cfg
+
+
+async def _write_floor(cp: ControlPlane, ns: str, n: int) -> list[float]:
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    async with client.ApiClient(_client_configuration(cp)) as api:
+        custom = client.CustomObjectsApi(api)
+
+        async def children(body: dict[str, Any], created: float) -> None:
+            meta = body["metadata"]
+            owner = Owner(name=meta["name"], namespace=ns, uid=meta["uid"])
+            spec = TradingSystemSpec.model_validate(body["spec"])
+            manifests = render_children(Inputs(owner=owner, spec=spec)).manifests
+            await asyncio.gather(*(k8s.apply(api, k8s.stamped(m)) for m in manifests))
+            await k8s.patch_status(api, ns, meta["name"], {"observedGeneration": meta["generation"]})
+            latencies.append(loop.time() - created)
+
+        writers = []
+        for i in range(n):
+            body = await custom.create_namespaced_custom_object(
+                "tradingsystem.dev", "v1alpha1", ns, "tradingsystems", tradingsystem(f"ts-{i:03d}")
+            )
+            writers.append(asyncio.create_task(children(body, loop.time())))
+        await asyncio.gather(*writers)
+    return sorted(latencies)
+
+
+def floor(cp: ControlPlane, n: int) -> list[float]:
+    """The same objects written by a bare client as fast as the API server takes them."""
+    ns = create_namespace(cp)
+    try:
+        return asyncio.run(_write_floor(cp, ns, n))
+    finally:
+        delete_namespace(cp, ns)
+
+
 def measure(cp: ControlPlane, n: int, *, resync_s: float, idle_s: float, log: Path) -> Result:
-    """One operator process, one fresh namespace, N TradingSystems."""
+    """The floor, then one operator process in one fresh namespace, N TradingSystems."""
+    floor_latencies = floor(cp, n)
     ns = create_namespace(cp)
     assert cp.kubeconfig is not None
     with operator_process(cp.kubeconfig, ns, log, resync_s) as op:
+        wait_until_serving(op, timeout=120)  # importing kopf on a loaded machine is not a pass
         latencies = apply_and_wait(cp, ns, n, timeout=60 + n)
         settle(cp, quiet_s=2 * resync_s, timeout=120)
         writes, passes = write_requests(cp), sum(op.reconciles().values())
@@ -171,16 +253,8 @@ def measure(cp: ControlPlane, n: int, *, resync_s: float, idle_s: float, log: Pa
         rss = op.rss_mb()
         if op.proc.poll() is not None:
             raise RuntimeError(f"operator exited with {op.proc.returncode}; log: {log}")
-        # Clean up while the operator runs (it removes its finalizer), and wait until it is done,
-        # so the namespace controller's deletes do not land in the next size's idle window.
-        cp.request("DELETE", f"/api/v1/namespaces/{ns}")
-        eventually(
-            lambda: cp.request("GET", f"/api/v1/namespaces/{ns}")[0] == 404,
-            f"namespace {ns} to be deleted",
-            timeout=120,
-            every=0.5,
-        )
-    return Result(n, latencies, rss, idle_s, idle_writes, idle_passes)
+    delete_namespace(cp, ns)  # no finalizer: it goes without the operator
+    return Result(n, latencies, rss, idle_s, idle_writes, idle_passes, floor_latencies)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -201,8 +275,11 @@ def main(quick: bool = False) -> None:
     rows = [
         (
             r.n,
+            _pct(r.floor, 50) * 1000,
+            _pct(r.floor, 99) * 1000,
             _pct(r.latencies, 50) * 1000,
             _pct(r.latencies, 99) * 1000,
+            _pct(r.latencies, 99) / _pct(r.floor, 99),
             r.rss_mb,
             r.idle_passes,
             r.idle_writes.total() * 60 / r.idle_s,
@@ -212,15 +289,19 @@ def main(quick: bool = False) -> None:
     ]
     headers = (
         "TradingSystems",
+        "floor p50 ms",
+        "floor p99 ms",
         "p50 ms",
         "p99 ms",
+        "p99 x floor",
         "RSS MB",
         "idle passes",
         "idle writes/min",
         "idle writes by kind",
     )
     title = (
-        f"apply -> all first-stage children + status (sim mode), resync every {resync_s:g} s, "
+        f"apply -> all first-stage children + status (sim mode); floor: the same writes by a bare client; "
+        f"resync every {resync_s:g} s, "
         f"idle window {idle_s:g} s; targets: p99 <= 2000 ms at 100, RSS <= 150 MB, 0 writes/min"
     )
     print(render(headers, rows, title))

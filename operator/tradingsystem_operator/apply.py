@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -38,6 +40,12 @@ _OBJ = {200: "object", 201: "object"}
 # content is still a request (and an audit entry) per child per pass.
 APPLIED_HASH = "tradingsystem.dev/applied-hash"
 Live = dict[tuple[str, str], dict[str, Any]]
+# Discovery answers per client (an operator run has one): a newly installed prometheus-operator
+# is noticed within this many seconds, without 2 GETs on every pass.
+DISCOVERY_TTL_S = 30.0
+_discovered: weakref.WeakKeyDictionary[ApiClient, dict[str, tuple[float, frozenset[str]]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class CredentialsError(Exception):
@@ -150,14 +158,26 @@ async def prune(
 
 
 async def resource_exists(api: ApiClient, api_version: str, plural: str) -> bool:
-    """Discovery: does the API server serve this resource (e.g. is the ServiceMonitor CRD installed)?"""
+    """Discovery: does the API server serve this resource (e.g. is the ServiceMonitor CRD installed)?
+
+    Answers are kept ``DISCOVERY_TTL_S`` per client: every pass asks, CRDs come and go rarely.
+    """
+    cache = _discovered.setdefault(api, {})
+    now = time.monotonic()
+    hit = cache.get(api_version)
+    if hit is None or now - hit[0] >= DISCOVERY_TTL_S:
+        hit = cache[api_version] = (now, await _served(api, api_version))
+    return plural in hit[1]
+
+
+async def _served(api: ApiClient, api_version: str) -> frozenset[str]:
     try:
         found = await _call(api, "GET", f"/apis/{api_version}")
     except ApiException as exc:
         if exc.status == 404:
-            return False
+            return frozenset()
         raise
-    return any(r.get("name") == plural for r in found.get("resources", []))
+    return frozenset(str(r.get("name")) for r in found.get("resources", []))
 
 
 async def secret_digest(api: ApiClient, namespace: str, name: str, keys: Iterable[str], salt: str) -> str:

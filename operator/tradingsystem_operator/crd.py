@@ -42,7 +42,10 @@ def _to_openapi(node: Any, defs: dict[str, Any]) -> Any:
         elif key == "const":
             out["enum"] = [value]
         elif key == "properties":
-            out[key] = {name: _with_object_default(sub, defs) for name, sub in value.items()}
+            required = set(node.get("required", ()))
+            out[key] = {
+                name: _with_object_default(sub, defs, name in required) for name, sub in value.items()
+            }
         else:
             out[key] = _to_openapi(value, defs)
     if (
@@ -60,10 +63,13 @@ def _to_openapi(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
-def _with_object_default(raw: Any, defs: dict[str, Any]) -> Any:
+def _with_object_default(raw: Any, defs: dict[str, Any], required: bool = False) -> Any:
     """A nested settings object (not an Optional one) defaults to ``{}`` so the API server fills
-    and shows its leaf defaults even when the user omitted the whole section."""
+    and shows its leaf defaults even when the user omitted the whole section. A required one gets
+    no default: the user must write it (and ``{}`` would lack its own required fields)."""
     converted = _to_openapi(raw, defs)
+    if required:
+        return converted
     if "anyOf" not in raw and converted.get("type") == "object" and "properties" in converted:
         converted.setdefault("default", {})
     return converted

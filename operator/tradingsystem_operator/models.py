@@ -81,6 +81,176 @@ class CredentialsRef(_Model):
     )
 
 
+# --- scheduling and pod pass-through (core/v1 shapes, typed so the API server prunes and checks) ---
+
+
+class LabelSelectorRequirement(_Model):
+    key: str = Field(min_length=1, description="the label key the selector applies to")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="how the key relates to the values"
+    )
+    values: list[str] | None = Field(
+        default=None, description="values for In/NotIn; empty for Exists/DoesNotExist"
+    )
+
+
+class LabelSelector(_Model):
+    """metav1.LabelSelector: the requirements are ANDed."""
+
+    match_labels: dict[str, str] | None = Field(default=None, description="labels that must all match")
+    match_expressions: list[LabelSelectorRequirement] | None = Field(
+        default=None, description="label requirements that must all hold"
+    )
+
+
+class NodeSelectorRequirement(_Model):
+    key: str = Field(min_length=1, description="the node label (or field) key")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"] = Field(
+        description="how the key relates to the values"
+    )
+    values: list[str] | None = Field(default=None, description="values; one integer for Gt/Lt")
+
+
+class NodeSelectorTerm(_Model):
+    match_expressions: list[NodeSelectorRequirement] | None = Field(
+        default=None, description="requirements on node labels, ANDed"
+    )
+    match_fields: list[NodeSelectorRequirement] | None = Field(
+        default=None, description="requirements on node fields (metadata.name), ANDed"
+    )
+
+
+class NodeSelector(_Model):
+    node_selector_terms: list[NodeSelectorTerm] = Field(
+        min_length=1, description="terms ORed: a node matching any term qualifies"
+    )
+
+
+class PreferredSchedulingTerm(_Model):
+    weight: int = Field(ge=1, le=100, description="added to a node's score when the preference matches")
+    preference: NodeSelectorTerm = Field(description="the node selector term")
+
+
+class NodeAffinity(_Model):
+    required_during_scheduling_ignored_during_execution: NodeSelector | None = Field(
+        default=None, description="nodes a pod may be scheduled on (hard rule)"
+    )
+    preferred_during_scheduling_ignored_during_execution: list[PreferredSchedulingTerm] | None = Field(
+        default=None, description="nodes preferred, by weight (soft rule)"
+    )
+
+
+class PodAffinityTerm(_Model):
+    label_selector: LabelSelector | None = Field(default=None, description="the pods this term is about")
+    namespace_selector: LabelSelector | None = Field(
+        default=None, description="namespaces of those pods, by label; unset: see namespaces"
+    )
+    namespaces: list[str] | None = Field(
+        default=None, description="namespaces of those pods; unset and no selector: the pod's own"
+    )
+    topology_key: str = Field(min_length=1, description="node label defining co-location, e.g. a zone")
+    match_label_keys: list[str] | None = Field(
+        default=None,
+        description="pod label keys whose values (from the incoming pod) are added to the selector",
+    )
+    mismatch_label_keys: list[str] | None = Field(
+        default=None, description="pod label keys whose values must differ from the incoming pod's"
+    )
+
+
+class WeightedPodAffinityTerm(_Model):
+    weight: int = Field(ge=1, le=100, description="added to a node's score when the term matches")
+    pod_affinity_term: PodAffinityTerm = Field(description="the pod affinity term")
+
+
+class PodAffinity(_Model):
+    """core/v1 PodAffinity (also the shape of PodAntiAffinity)."""
+
+    required_during_scheduling_ignored_during_execution: list[PodAffinityTerm] | None = Field(
+        default=None, description="terms that must all hold (hard rule)"
+    )
+    preferred_during_scheduling_ignored_during_execution: list[WeightedPodAffinityTerm] | None = Field(
+        default=None, description="terms preferred, by weight (soft rule)"
+    )
+
+
+class Affinity(_Model):
+    """core/v1 Affinity."""
+
+    node_affinity: NodeAffinity | None = Field(default=None, description="rules on the node's labels")
+    pod_affinity: PodAffinity | None = Field(default=None, description="run near pods matching these terms")
+    pod_anti_affinity: PodAffinity | None = Field(
+        default=None, description="run away from pods matching these terms"
+    )
+
+
+class Toleration(_Model):
+    """core/v1 Toleration."""
+
+    key: str | None = Field(default=None, description="taint key; empty with Exists: every taint")
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Equal (default) or Exists")
+    value: str | None = Field(default=None, description="taint value for Equal")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="taint effect to tolerate; empty: all effects"
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="NoExecute only: how long the pod stays bound once tainted"
+    )
+
+
+class TopologySpreadConstraint(_Model):
+    """core/v1 TopologySpreadConstraint; ``labelSelector`` defaults to this service's own pods."""
+
+    max_skew: int = Field(ge=1, description="largest allowed difference in pod count between domains")
+    topology_key: str = Field(min_length=1, description="node label defining a domain, e.g. a zone")
+    when_unsatisfiable: Literal["DoNotSchedule", "ScheduleAnyway"] = Field(
+        description="DoNotSchedule (hard) or ScheduleAnyway (soft)"
+    )
+    label_selector: LabelSelector | None = Field(
+        default=None, description="pods counted; unset: the pods of this service of this TradingSystem"
+    )
+    min_domains: int | None = Field(default=None, ge=1, description="minimum number of eligible domains")
+    match_label_keys: list[str] | None = Field(
+        default=None, description="pod label keys whose values (from the incoming pod) narrow the selector"
+    )
+    node_affinity_policy: Literal["Honor", "Ignore"] | None = Field(
+        default=None, description="whether nodeAffinity/nodeSelector limit the domains counted"
+    )
+    node_taints_policy: Literal["Honor", "Ignore"] | None = Field(
+        default=None, description="whether node taints limit the domains counted"
+    )
+
+
+class Scheduling(_Model):
+    """Where the pods run. ``spec.scheduling`` is the default for every service; a field set in a
+    service's own ``scheduling`` replaces the default's field as a whole (no merging inside it);
+    an unset one inherits it. An empty value (``{}``/``[]``) set on a service clears the default."""
+
+    node_selector: dict[str, str] | None = Field(
+        default=None, description="node labels the pods must run on, e.g. dedicated trading nodes"
+    )
+    tolerations: list[Toleration] | None = Field(
+        default=None, description="taints the pods tolerate (e.g. of dedicated nodes)"
+    )
+    affinity: Affinity | None = Field(default=None, description="node and pod (anti-)affinity rules")
+    topology_spread_constraints: list[TopologySpreadConstraint] | None = Field(
+        default=None, description="how the pods spread across zones or nodes"
+    )
+    priority_class_name: str | None = Field(
+        default=None,
+        pattern=DNS_NAME,
+        max_length=253,
+        description="PriorityClass of the pods (must exist), e.g. to preempt batch work",
+    )
+
+
+SERVICE_SCHEDULING = "where this service's pods run; a field set here replaces spec.scheduling's"
+
+
+class LocalObjectReference(_Model):
+    name: str = Field(pattern=DNS_NAME, max_length=253, description="name of an object in this namespace")
+
+
 class MarketDataSpec(_Model):
     """The market-data service: streams ticks from Alpaca (or the simulator) onto the bus."""
 
@@ -92,6 +262,7 @@ class MarketDataSpec(_Model):
     bars: bool = setting(settings.MarketDataSettings, "bars")
     bar_interval_s: int = setting(settings.MarketDataSettings, "bar_interval_s")
     stale_after_s: float = setting(settings.MarketDataSettings, "stale_after_s")
+    scheduling: Scheduling = Field(default=Scheduling(), description=SERVICE_SCHEDULING)
 
 
 class ModelSource(_Model):
@@ -121,6 +292,7 @@ class SignalBridgeSpec(_Model):
     model: ModelSource | None = Field(
         default=None, description="a model file for the strategy, if it uses one"
     )
+    scheduling: Scheduling = Field(default=Scheduling(), description=SERVICE_SCHEDULING)
 
 
 class RiskLimits(settings.RiskLimits):
@@ -158,6 +330,7 @@ class RiskManagerSpec(_Model):
     storage_size: str = Field(
         default="1Gi", pattern=QUANTITY_PATTERN, description="bytes requested for the claim, e.g. 1Gi"
     )
+    scheduling: Scheduling = Field(default=Scheduling(), description=SERVICE_SCHEDULING)
 
 
 class ExecutionEngineSpec(_Model):
@@ -175,6 +348,7 @@ class ExecutionEngineSpec(_Model):
     storage_size: str = Field(
         default="1Gi", pattern=QUANTITY_PATTERN, description="bytes requested for the claim, e.g. 1Gi"
     )
+    scheduling: Scheduling = Field(default=Scheduling(), description=SERVICE_SCHEDULING)
 
 
 class SimSpec(_Model):
@@ -184,6 +358,7 @@ class SimSpec(_Model):
     seed: int = setting(settings.SimSettings, "seed")
     tick_rate: float = setting(settings.SimSettings, "tick_rate")
     initial_cash: float = setting(settings.SimSettings, "initial_cash")
+    scheduling: Scheduling = Field(default=Scheduling(), description=SERVICE_SCHEDULING)
 
 
 class MonitoringSpec(_Model):
@@ -325,6 +500,22 @@ class TradingSystemSpec(_Model):
         default=MonitoringSpec(), description="ServiceMonitor and PrometheusRule"
     )
     security: SecuritySpec = Field(default=SecuritySpec(), description="NetworkPolicies and bus encryption")
+    scheduling: Scheduling = Field(
+        default=Scheduling(),
+        description="where the pods of every service run, unless the service's own scheduling says otherwise",
+    )
+    pod_annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="added to every pod; the operator's own annotations (config and Secret hashes) win on a clash",
+    )
+    pod_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="added to every pod; the operator's app.kubernetes.io/* labels win on a clash",
+    )
+    image_pull_secrets: list[LocalObjectReference] = Field(
+        default_factory=list,
+        description="Secrets (docker-registry type) for pulling spec.image from a private registry",
+    )
 
 
 class Phase(StrEnum):

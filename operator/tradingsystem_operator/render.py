@@ -281,6 +281,21 @@ def _resources(spec: TradingSystemSpec, svc: Service) -> dict[str, Any]:
     return dict(_section(spec, svc).resources.model_dump())
 
 
+def scheduling(inp: Inputs, svc: Service) -> dict[str, Any]:
+    """Pod-spec scheduling fields: each field the service sets replaces the shared default's.
+
+    A topology spread constraint without a labelSelector counts this service's own pods.
+    """
+    default = inp.spec.scheduling.model_dump(by_alias=True, exclude_none=True)
+    own = _section(inp.spec, svc).scheduling.model_dump(by_alias=True, exclude_none=True)
+    merged: dict[str, Any] = {**default, **own}
+    spread = merged.get("topologySpreadConstraints")
+    if spread:
+        own_pods = {"matchLabels": selector(inp.owner, svc.name)}
+        merged["topologySpreadConstraints"] = [{"labelSelector": own_pods, **c} for c in spread]
+    return merged
+
+
 def spec_replicas(spec: TradingSystemSpec, svc: Service) -> int:
     if svc.replicas is Replicas.ONE_UNLESS_HALTED:
         return 0 if spec.halted else 1
@@ -334,10 +349,17 @@ def _deployment(inp: Inputs, svc: Service, replicas: int, config_hash: str) -> d
             "selector": {"matchLabels": selector(owner, svc.name)},
             "template": {
                 "metadata": {
-                    "labels": labels(owner, svc.name),
-                    "annotations": {HASH_ANNOTATION: config_hash, **_secret_hashes(inp, svc)},
+                    # Ours win a clash: the selector and the roll-on-change hashes depend on them.
+                    "labels": {**inp.spec.pod_labels, **labels(owner, svc.name)},
+                    "annotations": {
+                        **inp.spec.pod_annotations,
+                        HASH_ANNOTATION: config_hash,
+                        **_secret_hashes(inp, svc),
+                    },
                 },
                 "spec": {
+                    **scheduling(inp, svc),
+                    **_pull_secrets(inp.spec),
                     "automountServiceAccountToken": False,
                     "securityContext": {
                         "runAsNonRoot": True,
@@ -352,6 +374,11 @@ def _deployment(inp: Inputs, svc: Service, replicas: int, config_hash: str) -> d
             },
         },
     }
+
+
+def _pull_secrets(spec: TradingSystemSpec) -> dict[str, Any]:
+    refs = [r.model_dump() for r in spec.image_pull_secrets]
+    return {"imagePullSecrets": refs} if refs else {}
 
 
 def _service(owner: Owner, svc: Service) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Smoke test of the operator benchmark with one TradingSystem: it converges, the operator's RSS is
-read, the resync timer runs during the idle window and makes no API write.
+read, the bare-client floor is measured, the resync runs during the idle window and makes no
+API write.
 No timing assertions: the numbers depend on the machine.
 
 Its own control plane, not the session's: the write count covers all clients, and namespaces that
@@ -23,5 +24,6 @@ def test_one_tradingsystem_converges_and_the_idle_operator_writes_nothing(tmp_pa
         result = operator_apply.measure(cp, 1, resync_s=1.0, idle_s=4.0, log=tmp_path / "operator.log")
     assert len(result.latencies) == 1 and result.latencies[0] > 0
     assert result.rss_mb > 0
-    assert result.idle_passes >= 2  # the resync timer did reconcile during the window...
+    assert len(result.floor) == 1 and result.floor[0] > 0  # the bare client wrote the same objects
+    assert result.idle_passes >= 2  # the resync did reconcile during the window...
     assert result.idle_writes.total() == 0, result.idle_writes  # ...and wrote nothing

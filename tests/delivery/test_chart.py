@@ -40,6 +40,24 @@ def one(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+def user_roles(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ClusterRoles aggregated into Kubernetes' admin/edit/view roles."""
+    return [
+        o
+        for o in by_kind(objs, "ClusterRole")
+        if any(k.startswith(AGGREGATE) for k in o["metadata"]["labels"])
+    ]
+
+
+def operator_role(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The operator's own ClusterRole (the one that is not aggregated into the user roles)."""
+    [role] = [o for o in by_kind(objs, "ClusterRole") if o not in user_roles(objs)]
+    return role
+
+
 def container(objs: list[dict[str, Any]]) -> dict[str, Any]:
     pod = one(objs, "Deployment")["spec"]["template"]["spec"]
     [c] = pod["containers"]
@@ -94,7 +112,7 @@ def test_helm_lint_strict(helm: Helm, values: Path | None) -> None:
 
 def test_defaults_bind_the_operators_rules_in_the_release_namespace_only(helm: Helm) -> None:
     objs = helm.template(*KUBE, namespace="desk")
-    role, binding = one(objs, "ClusterRole"), one(objs, "RoleBinding")
+    role, binding = operator_role(objs), one(objs, "RoleBinding")
     assert role["rules"] == operator_rules(RBAC_SOURCE)
     assert binding["metadata"]["namespace"] == "desk"
     assert binding["roleRef"] == {
@@ -150,7 +168,7 @@ def test_crds_are_installed_from_the_chart(helm: Helm) -> None:
 def test_cluster_wide_binds_the_same_rules_everywhere(helm: Helm) -> None:
     objs = helm.template(*KUBE, "-f", str(VALUES / "cluster-wide.yaml"))
     assert not by_kind(objs, "RoleBinding")
-    role, binding = one(objs, "ClusterRole"), one(objs, "ClusterRoleBinding")
+    role, binding = operator_role(objs), one(objs, "ClusterRoleBinding")
     assert role["rules"] == operator_rules(RBAC_SOURCE)
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"][0]["kind"] == "ServiceAccount"
@@ -237,3 +255,33 @@ def test_packaged_chart_carries_crd_rules_dashboards_and_examples(helm: Helm, tm
     expected |= {f"examples/{n}" for n in ("sim.yaml", "paper.yaml", "paper-secret.yaml")}
     expected |= {f"files/dashboards/{p.name}" for p in (CHART / "files" / "dashboards").glob("*.json")}
     assert expected <= names, expected - names
+
+
+# --- roles for users (aggregated) ------------------------------------------------------------------
+
+TS_WRITE = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
+
+
+def test_user_roles_aggregate_tradingsystem_rights_into_admin_edit_and_view(helm: Helm) -> None:
+    roles = {
+        r["metadata"]["name"].rsplit("-", 1)[1]: r for r in user_roles(helm.template(*KUBE, namespace="desk"))
+    }
+    assert sorted(roles) == ["edit", "view"]
+    edit_labels, view_labels = roles["edit"]["metadata"]["labels"], roles["view"]["metadata"]["labels"]
+    assert {k for k in edit_labels if k.startswith(AGGREGATE)} == {f"{AGGREGATE}admin", f"{AGGREGATE}edit"}
+    assert {k for k in view_labels if k.startswith(AGGREGATE)} == {f"{AGGREGATE}view"}
+    assert roles["edit"]["rules"] == [
+        {"apiGroups": ["tradingsystem.dev"], "resources": ["tradingsystems"], "verbs": TS_WRITE},
+        {"apiGroups": ["tradingsystem.dev"], "resources": ["tradingsystems/status"], "verbs": ["get"]},
+    ]
+    assert roles["view"]["rules"] == [
+        {
+            "apiGroups": ["tradingsystem.dev"],
+            "resources": ["tradingsystems", "tradingsystems/status"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+
+
+def test_user_roles_can_be_left_out(helm: Helm) -> None:
+    assert not user_roles(helm.template(*KUBE, "--set", "rbac.aggregateToUserRoles=false"))

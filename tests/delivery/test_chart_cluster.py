@@ -172,7 +172,12 @@ def test_service_account_may_do_everything_the_operator_needs(
         ("create", "rbac.authorization.k8s.io", "clusterroles", None),
         ("create", "rbac.authorization.k8s.io", "roles", "own"),  # no privilege escalation path
         ("create", "", "pods", "own"),  # pods only through Deployments
-        ("list", "", "secrets", "own"),  # Secrets by name only
+        # Secrets: read, watched, and created/patched (owned ones only), never updated or deleted.
+        ("update", "", "secrets", "own"),
+        ("delete", "", "secrets", "own"),
+        ("create", "", "secrets", "other"),  # only in the namespaces it manages
+        ("list", "", "secrets", "other"),
+        ("watch", "", "secrets", "other"),
         ("get", "", "secrets", "other"),
         ("list", "tradingsystem.dev", "tradingsystems", "other"),
         ("create", "apps", "deployments", "other"),
@@ -278,7 +283,7 @@ def test_operator_reconciles_sim_example_with_the_charts_service_account(
             "execution-engine",
         }
         assert deployments(), "the operator created no Deployment"
-        # Deleting goes through the operator's finalizer, also under the ServiceAccount.
+        # Deleting completes (no finalizer), also with the operator under the ServiceAccount.
         status, _ = cp.request("DELETE", ts_path)
         assert status in (200, 202)
         eventually(

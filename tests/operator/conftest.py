@@ -12,8 +12,8 @@ import pytest
 
 from tradingsystem_testing.controlplane import ControlPlane
 
-# Drift-correction period of the operator under test (read when handlers.py is imported): short,
-# so a Secret rotation (not watched: least privilege) reaches the pods within seconds.
+# Drift-correction period of the operator under test (read at its startup): short, so drift is
+# corrected within seconds; a test that must prove a trigger other than the resync sets it long.
 os.environ.setdefault("TRADINGSYSTEM_OPERATOR_RESYNC_S", "2")
 CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "tradingsystems.yaml"
 

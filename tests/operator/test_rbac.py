@@ -27,9 +27,10 @@ def test_every_child_kind_can_be_applied_and_pruned() -> None:
         assert {"get", "list", "create", "patch", "delete"} <= verbs_for(group, plural), plural
 
 
-def test_secrets_are_read_by_name_and_written_never_listed_and_nothing_is_wildcarded() -> None:
-    # get: referenced credentials; create/patch: the control token and Curve keys it owns.
-    assert verbs_for("", "secrets") == {"get", "create", "patch"}
+def test_secrets_are_read_watched_and_written_only_as_owned_never_deleted_and_nothing_is_wildcarded() -> None:
+    # get: referenced credentials; list/watch: rotation (type=Opaque); create/patch: the control
+    # token and Curve keys it owns. Never delete or update: owned Secrets go by garbage collection.
+    assert verbs_for("", "secrets") == {"get", "list", "watch", "create", "patch"}
     for rule in rules():
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
 
@@ -38,3 +39,10 @@ def test_status_and_watches() -> None:
     assert {"get", "patch"} <= verbs_for("tradingsystem.dev", "tradingsystems/status")
     assert "watch" in verbs_for("tradingsystem.dev", "tradingsystems")
     assert "watch" in verbs_for("apps", "deployments")
+    assert "watch" in verbs_for("", "secrets")
+
+
+def test_no_finalizer_rights_beyond_patching_the_tradingsystem() -> None:
+    # Removing a finalizer left by an older version is a patch of the object, nothing more.
+    assert "delete" not in verbs_for("tradingsystem.dev", "tradingsystems")
+    assert "tradingsystems/finalizers" not in {r for rule in rules() for r in rule["resources"]}

@@ -1,0 +1,43 @@
+"""Which TradingSystems to reconcile without a change to the TradingSystem itself. No I/O.
+
+The operator keeps a small in-memory registry of the TradingSystems it has seen (from their watch
+events) instead of a per-object kopf timer: kopf adds a finalizer to every object that has a timer
+or daemon, and that finalizer makes ``kubectl delete`` hang once the operator is gone. With the
+registry, one background loop resyncs each object ``interval`` seconds after its last pass, and a
+Secret's watch event finds the objects that reference it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+Key = tuple[str, str]  # (namespace, name) of a TradingSystem
+
+
+def referenced_secrets(spec: Mapping[str, Any]) -> frozenset[str]:
+    """The user's Secrets a TradingSystem reads and hashes into its pods: the Alpaca credentials
+    (modes paper and live) and the user's own Curve keys (``security.curve.keysSecret``).
+
+    The keys Secret counts whenever it is named, even if Curve ends up off: a needless pass on its
+    event changes nothing, a missed one would leave pods on old keys until the resync.
+    """
+    names: set[str] = set()
+    if (spec.get("mode") or "sim") != "sim":
+        names.add((spec.get("credentials") or {}).get("secretName") or "")
+    names.add(((spec.get("security") or {}).get("curve") or {}).get("keysSecret") or "")
+    return frozenset(str(n) for n in names if n)
+
+
+def due(known: Iterable[Key], last_pass: Mapping[Key, float], now: float, interval: float) -> list[Key]:
+    """Known objects whose last pass (from any trigger) ended ``interval`` or more seconds ago.
+
+    An object with no recorded pass is not due: the registry records the time it first saw it,
+    and its create/resume handler runs a pass at that moment anyway.
+    """
+    return [k for k in known if k in last_pass and now - last_pass[k] >= interval]
+
+
+def referencing(known: Mapping[Key, frozenset[str]], namespace: str, secret: str) -> list[Key]:
+    """The TradingSystems in ``namespace`` that read the Secret ``secret``."""
+    return [k for k, names in known.items() if k[0] == namespace and secret in names]

@@ -1,0 +1,38 @@
+"""The registry's pure decisions: which objects a resync or a Secret event reconciles."""
+
+from __future__ import annotations
+
+from tradingsystem_operator.resync import due, referenced_secrets, referencing
+
+A, B, C = ("ns1", "a"), ("ns1", "b"), ("ns2", "c")
+
+
+def test_an_object_is_due_once_the_interval_has_passed_since_its_last_pass() -> None:
+    assert due([A, B], {A: 0.0, B: 50.0}, now=60.0, interval=60.0) == [A]
+
+
+def test_an_object_without_a_recorded_pass_is_not_due() -> None:
+    assert due([A], {}, now=1_000.0, interval=60.0) == []
+
+
+def test_a_forgotten_object_is_never_due_even_with_a_stale_last_pass() -> None:
+    assert due([B], {A: 0.0, B: 100.0}, now=120.0, interval=60.0) == []
+
+
+def test_sim_mode_references_no_credentials_secret() -> None:
+    assert referenced_secrets({"mode": "sim", "credentials": {"secretName": "alpaca"}}) == frozenset()
+
+
+def test_paper_mode_references_its_credentials_secret() -> None:
+    assert referenced_secrets({"mode": "paper", "credentials": {"secretName": "alpaca"}}) == {"alpaca"}
+
+
+def test_the_users_own_curve_keys_secret_is_referenced_in_every_mode() -> None:
+    spec = {"mode": "sim", "security": {"curve": {"enabled": True, "keysSecret": "my-keys"}}}
+    assert referenced_secrets(spec) == {"my-keys"}
+
+
+def test_a_secret_event_finds_the_objects_of_its_namespace_that_use_it() -> None:
+    known = {A: frozenset({"alpaca", "keys"}), B: frozenset(), C: frozenset({"alpaca"})}
+    assert referencing(known, "ns1", "alpaca") == [A]
+    assert referencing(known, "ns1", "keys") == [A]
