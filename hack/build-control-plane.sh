@@ -40,7 +40,9 @@ if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver"
 fi
 
 # --- kube-apiserver and kube-controller-manager ------------------------------------
-if ! have kube-apiserver || ! have kube-controller-manager; then
+# The wrapper module is also the kind node binaries' (hack/build-kind-binaries.sh): make it even
+# when both binaries are cached already (e.g. from KUBEBUILDER_ASSETS).
+if ! have kube-apiserver || ! have kube-controller-manager || [ ! -f "$WORK/k8s-$K8S_VERSION/go.mod" ]; then
   mod="$WORK/k8s-$K8S_VERSION"
   mkdir -p "$mod"
   cd "$mod"
@@ -76,7 +78,7 @@ import (
 )
 GOSRC
     log "resolving dependencies (downloads a few hundred MB the first time)"
-    go mod tidy -e >/dev/null 2>&1 || go mod tidy
+    go mod tidy
   fi
   for b in kube-apiserver kube-controller-manager; do
     if ! have "$b"; then

@@ -102,7 +102,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
       done
       printf ')\n'
     } > tools.go
-    go mod tidy -e >/dev/null 2>&1 || go mod tidy
+    go mod tidy
   fi
   k8s_minor="${K8S_VERSION#v1.}"
   k8s_minor="${k8s_minor%%.*}"
