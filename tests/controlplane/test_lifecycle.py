@@ -103,7 +103,12 @@ def apiserver_version(kubeconfig: Path) -> dict[str, Any]:
 
 def test_make_dev_cluster_runs_the_dev_cli() -> None:
     dry_run = subprocess.run(
-        ["make", "-n", "--no-print-directory", "dev-cluster"], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
+        ["make", "-n", "--no-print-directory", "dev-cluster"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert dry_run.stdout.splitlines()[-1].endswith("/tradingsystem-dev dev-cluster")
 
