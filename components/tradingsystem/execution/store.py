@@ -15,7 +15,6 @@ restart or a subscriber that was not connected yet.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections import defaultdict
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from tradingsystem.common.sqlite import connect
 from tradingsystem.common.wire import ExecutionReport, OrderStatus, OrderType, Side, TimeInForce
 from tradingsystem.execution.orders import TERMINAL, Fill, Order
 
@@ -114,13 +114,8 @@ class OrderStore:
     """One connection, serialized by a lock (the engine's worker and startup both write)."""
 
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = connect(path, _SCHEMA, synchronous="FULL")
         self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(orders)")}
         if "approved_ts" not in columns:  # a store written before the column existed
             self._db.execute("ALTER TABLE orders ADD COLUMN approved_ts INTEGER NOT NULL DEFAULT 0")

@@ -16,12 +16,12 @@ syncs them).
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
 import msgspec
 
+from tradingsystem.common.sqlite import connect
 from tradingsystem.risk.engine import PersistedOrder, PersistedState
 
 _SCHEMA = """
@@ -44,13 +44,8 @@ _decode_order = msgspec.msgpack.Decoder(PersistedOrder).decode
 
 class RiskStore:
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = connect(path, _SCHEMA, synchronous="NORMAL")
         self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
 
     def load(self) -> tuple[PersistedState, dict[str, PersistedOrder], int | None] | None:
         """The stored state, open orders and last applied report_seq; None on a first start."""
