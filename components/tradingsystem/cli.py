@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from tradingsystem import __version__
 from tradingsystem.common.config import ConfigError, Settings, load_settings
 from tradingsystem.common.services import BY_NAME, PIPELINE, SIM, Service
+from tradingsystem.sim.account import AccountType
+from tradingsystem.sim.session import SessionModel
 
 EPILOG = """\
 configuration: --config FILE (YAML), then env TS_<SECTION>__<FIELD> (e.g. TS_RISK__MAX_ORDER_QTY=50);
@@ -83,6 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, help=f"port (default {SIM.http_port})")
     sim.add_argument("--seed", type=int, help="random seed of the synthetic prices")
     sim.add_argument("--tick-rate", type=float, help="ticks per second per symbol")
+    sim.add_argument(
+        "--account-type", choices=[t.value for t in AccountType], help="cash or margin (default margin)"
+    )
+    sim.add_argument(
+        "--multiplier", type=int, choices=[1, 2, 4], help="buying power multiple (default 1 cash, 2 margin)"
+    )
+    sim.add_argument("--hard-to-borrow", metavar="SYM,SYM", help="tickers a margin account may not short")
+    sim.add_argument(
+        "--session", choices=[m.value for m in SessionModel], help="market hours (default continuous)"
+    )
+    sim.add_argument(
+        "--start-at",
+        metavar="ISO8601",
+        help="simulated start instant, e.g. 2026-12-05T15:00:00Z (default now)",
+    )
 
     keys = sub.add_parser(
         "keys",
@@ -97,10 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _symbol_list(text: str | None) -> list[str] | None:
+    """``"aapl, msft"`` -> ``["AAPL", "MSFT"]``; None when not given."""
+    if text is None:
+        return None
+    return [s.strip().upper() for s in text.split(",") if s.strip()]
+
+
 def _settings(args: argparse.Namespace, **extra: object) -> Settings:
     overrides: dict[str, object] = dict(extra)
     if getattr(args, "symbols", None):
-        overrides["symbols"] = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+        overrides["symbols"] = _symbol_list(args.symbols)
     if getattr(args, "log_level", None):
         overrides["log_level"] = args.log_level
     return load_settings(getattr(args, "config", None), **overrides)
@@ -122,6 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ("port", args.port),
                     ("seed", args.seed),
                     ("tick_rate", args.tick_rate),
+                    ("account_type", args.account_type),
+                    ("multiplier", args.multiplier),
+                    ("hard_to_borrow", _symbol_list(args.hard_to_borrow)),
+                    ("session", args.session),
+                    ("start_at", args.start_at),
                 )
                 if v is not None
             }

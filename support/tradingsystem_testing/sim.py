@@ -29,8 +29,9 @@ class SimulatorThread:
     setting fault counters directly is fine.
     """
 
-    def __init__(self, symbols: list[str], **kwargs: Any) -> None:
-        self.sim = Simulator(symbols, **kwargs)
+    def __init__(self, symbols: list[str] | Simulator, **kwargs: Any) -> None:
+        """``Simulator(symbols, **kwargs)``, or a simulator already built (``server.from_settings``)."""
+        self.sim = symbols if isinstance(symbols, Simulator) else Simulator(symbols, **kwargs)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="simulator", daemon=True)
 

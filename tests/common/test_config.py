@@ -18,6 +18,7 @@ from tradingsystem.common.config import (
     RiskLimits,
     RiskSettings,
     Settings,
+    SimSettings,
     load_settings,
 )
 
@@ -54,6 +55,12 @@ def test_env_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         ("market_data: {http_port: 70000}", "market_data.http_port"),
         ("risk: {no_such_limit: 1}", "risk.no_such_limit"),
         ("mode: moon", "mode"),
+        ("sim: {account_type: cash, multiplier: 2}", "sim.multiplier"),
+        ("sim: {multiplier: 3}", "sim.multiplier"),
+        ("sim: {account_type: savings}", "sim.account_type"),
+        ("sim: {session: overnight}", "sim.session"),
+        ("sim: {start_at: '2026-12-05T15:00:00'}", "sim.start_at"),  # no UTC offset
+        ("sim: {hard_to_borrow: [gme]}", "sim.hard_to_borrow"),
     ],
 )
 def test_bad_field_fails_naming_the_field(tmp_path: Path, yaml_text: str, field: str) -> None:
@@ -140,3 +147,11 @@ def test_docs_list_every_limit_with_its_default_and_unit() -> None:
         assert row in doc, f"docs/risk.md, ## Limits: expected the row {row}"
     for rule in RISK_LIMIT_RULES:
         assert f"- `{rule.small}` ≤ `{rule.large}`: {rule.why}." in doc
+
+
+def test_docs_list_every_simulator_setting_with_its_default() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "simulator.md").read_text()
+    for name, f in SimSettings.model_fields.items():
+        default = "(unset)" if f.default is None else str(f.default)
+        row = f"| `{name}` | `{default}` | {str(f.description).replace('|', chr(92) + '|')} |"
+        assert row in doc, f"docs/simulator.md, ## Running it: expected the row {row}"

@@ -18,11 +18,13 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -42,9 +44,18 @@ from tradingsystem.common.services import (
     SIM,
     Service,
 )
+from tradingsystem.sim.account import AccountType  # pure modules (no I/O): one enum, declared there
+from tradingsystem.sim.session import SessionModel
 
 SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
 LIVE_CONFIRMATION = "I-UNDERSTAND-THIS-TRADES-REAL-MONEY"
+
+
+def well_formed(symbols: list[str]) -> None:
+    """Raise ``ValueError`` listing the symbols that are not upper-case tickers."""
+    bad = [s for s in symbols if not SYMBOL_RE.match(s)]
+    if bad:
+        raise ValueError(f"malformed symbol(s) {bad}: use upper-case tickers like AAPL or BRK.B")
 
 
 class Mode(enum.StrEnum):
@@ -278,6 +289,49 @@ class SimSettings(_Section):
     tick_rate: float = Field(20.0, gt=0, description="ticks per second per symbol")
     initial_cash: float = Field(100_000, gt=0, description="dollars in the simulated account at start")
     replay_path: Path | None = Field(None, description="CSV of ticks to replay instead of simulated prices")
+    account_type: AccountType = Field(
+        AccountType.MARGIN, description="cash (long only, no shorting) or margin (shorting allowed)"
+    )
+    multiplier: int | None = Field(
+        None,
+        description="buying power as a multiple of equity: 1, 2 (Reg-T margin) or 4 (day-trading "
+        "margin); a cash account must use 1; unset = 1 for cash, 2 for margin",
+    )
+    hard_to_borrow: list[str] = Field(
+        [], description="upper-case tickers a margin account may not sell short (not easy to borrow)"
+    )
+    session: SessionModel = Field(
+        SessionModel.CONTINUOUS,
+        description="continuous (always open; the trading day ends at 00:00 UTC) or regular "
+        "(09:30-16:00 America/New_York, Monday to Friday)",
+    )
+    start_at: AwareDatetime | None = Field(
+        None,
+        description="ISO 8601 instant with a UTC offset the simulated clock starts at, "
+        "e.g. 2026-12-05T15:00:00Z; unset = now",
+    )
+
+    @field_validator("multiplier")
+    @classmethod
+    def _multiplier(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v not in (None, 1, 2, 4):
+            raise ValueError(f"must be 1, 2 or 4, not {v}")
+        if info.data.get("account_type") is AccountType.CASH and v not in (None, 1):
+            raise ValueError(f"a cash account's multiplier must be 1, not {v}")
+        return v
+
+    @field_validator("hard_to_borrow")
+    @classmethod
+    def _hard_to_borrow(cls, v: list[str]) -> list[str]:
+        well_formed(v)
+        return v
+
+    @property
+    def effective_multiplier(self) -> int:
+        """``multiplier``, or the account type's usual one when unset."""
+        if self.multiplier is not None:
+            return self.multiplier
+        return 1 if self.account_type is AccountType.CASH else 2
 
 
 class Settings(BaseSettings):
@@ -305,9 +359,7 @@ class Settings(BaseSettings):
     def _symbols(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError("at least one symbol is required")
-        bad = [s for s in v if not SYMBOL_RE.match(s)]
-        if bad:
-            raise ValueError(f"malformed symbol(s) {bad}: use upper-case tickers like AAPL or BRK.B")
+        well_formed(v)
         if len(set(v)) != len(v):
             raise ValueError("symbols must be unique")
         return v

@@ -301,6 +301,13 @@ def from_settings(settings: Settings) -> Simulator:
         initial_cash=s.initial_cash,
         replay_path=s.replay_path,
         credentials=creds,
+        account=AccountConfig(
+            type=s.account_type,
+            multiplier=s.effective_multiplier,
+            hard_to_borrow=frozenset(s.hard_to_borrow),
+        ),
+        session=s.session,
+        start_at=s.start_at,
     )
 
 
