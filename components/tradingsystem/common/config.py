@@ -44,8 +44,6 @@ from tradingsystem.common.services import (
     SIM,
     Service,
 )
-from tradingsystem.sim.account import AccountType  # pure modules (no I/O): one enum, declared there
-from tradingsystem.sim.session import SessionModel
 
 SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
 LIVE_CONFIRMATION = "I-UNDERSTAND-THIS-TRADES-REAL-MONEY"
@@ -56,6 +54,20 @@ def well_formed(symbols: list[str]) -> None:
     bad = [s for s in symbols if not SYMBOL_RE.match(s)]
     if bad:
         raise ValueError(f"malformed symbol(s) {bad}: use upper-case tickers like AAPL or BRK.B")
+
+
+class AccountType(enum.StrEnum):
+    """The simulated account (sim/account.py applies Alpaca's buying-power rules for each)."""
+
+    CASH = "cash"
+    MARGIN = "margin"
+
+
+class SessionModel(enum.StrEnum):
+    """The simulator's trading session (sim/session.py): always open, or NYSE regular hours."""
+
+    CONTINUOUS = "continuous"
+    REGULAR = "regular"
 
 
 class Mode(enum.StrEnum):

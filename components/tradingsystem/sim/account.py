@@ -20,13 +20,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from enum import StrEnum
 from typing import Protocol
 
-
-class AccountType(StrEnum):
-    CASH = "cash"
-    MARGIN = "margin"
+from tradingsystem.common.config import AccountType  # declared with the settings that choose it
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,18 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from enum import StrEnum
 from zoneinfo import ZoneInfo
+
+from tradingsystem.common.config import SessionModel  # declared with the settings that choose it
 
 NY = ZoneInfo("America/New_York")
 REGULAR_OPEN = time(9, 30)
 REGULAR_CLOSE = time(16, 0)
 NS = 1_000_000_000
-
-
-class SessionModel(StrEnum):
-    CONTINUOUS = "continuous"
-    REGULAR = "regular"
 
 
 @dataclass(frozen=True, slots=True)
