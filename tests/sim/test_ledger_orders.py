@@ -456,3 +456,31 @@ def test_armed_exits_hold_the_shares_they_close_in_a_cash_account() -> None:
     assert "available: 0" in err.message  # both exits stand for the same 5 shares, once
     assert "available: 5" in refused(ledger.replace, tp.id, {"qty": 6}).message
     assert ledger.replace(sl.id, {"qty": 5, "stop_price": 96}).status == "new"
+
+
+def test_held_exits_of_a_partly_filled_bracket_hold_its_shares_in_a_cash_account() -> None:
+    # Hypothesis' falsifying sequence: the simple sell was accepted against shares the bracket's
+    # held exits arm for, so once the entry completed the take-profit sold the account short.
+    ledger, _, _ = make(account=CASH, partial=True, quote=Quote(D("100.00"), 300, D("100.02"), 300))
+    day = {"type": "market", "time_in_force": "day"}
+    ledger.submit(order(qty=1, **day))
+    entry = ledger.submit(
+        order(
+            qty=300,
+            order_class="bracket",
+            take_profit={"limit_price": "95"},
+            stop_loss={"stop_price": "85"},
+            **day,
+        )
+    )
+    assert (entry.status, entry.filled_qty, ledger.positions["AAPL"].qty) == ("partially_filled", 299, 300)
+    err = refused(ledger.submit, order(side="sell", qty=102, **day))
+    assert (err.status, err.code) == (403, CODE_FORBIDDEN)
+    assert "insufficient qty available" in err.message and "available: 1" in err.message
+    ledger.on_quote("AAPL", Quote(D("90"), 100, D("91"), 100))
+    tp, sl = (ledger.orders[i] for i in entry.legs)
+    assert (entry.status, tp.status, tp.qty, ledger.positions["AAPL"].qty) == ("filled", "new", 300, 301)
+    ledger.on_quote("AAPL", Quote(D("95"), 200, D("96"), 100))
+    assert tp.filled_qty == 200 and sl.status == "canceled"
+    assert ledger.positions["AAPL"].qty == 101 and ledger.cash >= 0
+    assert_books_exact(ledger)

@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from dataclasses import replace as copy_order
 from datetime import UTC, date, datetime
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any
@@ -559,10 +560,21 @@ class Ledger:
 
         The halves of an oco pair and the two exits of a bracket stand for the same shares (only
         one can trade), so each group counts once, by its oldest working member.
+
+        The held exits of a partly filled bracket/oto entry already hold the shares it bought
+        (they arm for what filled): each appears as a copy of its qty set to that fill, so other
+        closing orders cannot promise the same shares (a cash account would end short).
         """
         out, groups = [], set()
         for o in self.live():
-            if o.symbol != symbol or not o.is_working or o.id == exclude:
+            if o.symbol != symbol or o.id == exclude:
+                continue
+            if o.status == "held" and o.parent_id is not None:
+                filled = self._chain_filled(self.orders[o.parent_id])
+                if filled == 0:
+                    continue
+                o = copy_order(o, qty=filled)  # a snapshot for the check; the leg itself is untouched
+            elif not o.is_working:
                 continue
             group = self._group_id(o)
             if group is not None:
