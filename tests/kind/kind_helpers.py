@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from tradingsystem.common.services import RISK_MANAGER
 from tradingsystem_operator.render import CONTROL_DIR, CONTROL_TOKEN_KEY
+from tradingsystem_testing import eventually
 from tradingsystem_testing.kind import KindEnvironment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,20 +42,10 @@ def localize(command: str, python_image: str) -> str:
     return shlex.join(words)
 
 
-def eventually(what: str, probe: Callable[[], T | None], timeout: float = 300.0, interval: float = 2.0) -> T:
-    """Poll until ``probe`` returns something truthy; fail naming ``what`` and the last value."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except Exception as exc:  # the cluster may answer with errors while things start
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+def in_cluster(probe: Callable[[], T | None], what: str, timeout: float = 300.0, every: float = 2.0) -> T:
+    """``eventually`` with the cluster's pace: minutes, and errors count as "not yet" (the API and
+    the pods answer with errors while things start)."""
+    return eventually(probe, what, timeout=timeout, every=every, ignore=(Exception,))
 
 
 class Cluster:
@@ -127,12 +117,13 @@ def positions_match(ledger: dict[str, Any], state: dict[str, Any]) -> list[str]:
     return diffs
 
 
-def settled_and_equal(cluster: Cluster, ts: str) -> dict[str, Any] | None:
-    """The ledger, once every order is final at the broker, risk has no open order and the books agree."""
+def settled_and_equal(cluster: Cluster, ts: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(ledger, risk state) once every order is final at the broker, risk has no open order and
+    the books agree."""
     snap = cluster.ledger(ts)
     if any(o["status"] in ("new", "accepted", "pending_new", "partially_filled") for o in snap["orders"]):
         return None
     state = cluster.risk_state(ts)
     if state["open_orders"] != 0 or positions_match(snap, state):
         return None
-    return snap
+    return snap, state

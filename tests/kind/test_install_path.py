@@ -21,7 +21,7 @@ from kind_helpers import (
     NAMESPACE,
     REPO,
     Cluster,
-    eventually,
+    in_cluster,
     localize,
     positions_match,
     readme_install_commands,
@@ -99,7 +99,7 @@ def test_the_readme_install_commands_run_as_written(install: list[tuple[str, int
 
 
 def test_the_pipeline_reaches_running_4_of_4_by_its_readiness_probes(cluster: Cluster) -> None:
-    row = eventually("demo-sim Running 4/4", lambda: _running(cluster, TS), timeout=600)
+    row = in_cluster(lambda: _running(cluster, TS), "demo-sim Running 4/4", timeout=600)
     assert row["MODE"] == "sim"
     pods = cluster.pods(f"app.kubernetes.io/instance={TS}")
     pipeline = [p for p in pods if p["metadata"]["labels"]["app.kubernetes.io/component"] != "sim"]
@@ -113,7 +113,7 @@ def test_the_operator_pod_is_ready_under_the_charts_service_account(cluster: Clu
         "items"
     ]
     selector = ",".join(f"{k}={v}" for k, v in deploy["spec"]["selector"]["matchLabels"].items())
-    [pod] = eventually("operator pod Ready", lambda: [p for p in cluster.pods(selector) if _ready(p)] or None)
+    [pod] = in_cluster(lambda: [p for p in cluster.pods(selector) if _ready(p)] or None, "operator pod Ready")
     account = deploy["spec"]["template"]["spec"]["serviceAccountName"]
     assert pod["spec"]["serviceAccountName"] == account
     assert (
@@ -127,13 +127,14 @@ def test_the_operator_pod_is_ready_under_the_charts_service_account(cluster: Clu
 def test_orders_fill_at_the_in_cluster_simulator_and_risk_positions_equal_its_ledger(
     cluster: Cluster,
 ) -> None:
-    eventually("4 filled orders at the simulator", lambda: _filled_at_least(cluster, TS, 4), timeout=600)
-    snap = eventually(
-        "books settled and equal", lambda: settled_and_equal(cluster, TS), timeout=300, interval=1
+    in_cluster(lambda: _filled_at_least(cluster, TS, 4), "4 filled orders at the simulator", timeout=600)
+    snap, state = in_cluster(
+        lambda: settled_and_equal(cluster, TS), "books settled and equal", timeout=300, every=1
     )
     cids = [o["client_order_id"] for o in snap["orders"]]
     assert len(cids) == len(set(cids))
-    assert positions_match(snap, cluster.risk_state(TS)) == []
+    # Trading goes on: compare the risk state read with this snapshot, not a later one.
+    assert positions_match(snap, state) == []
 
 
 def test_halting_scales_the_engine_to_zero_and_no_order_reaches_the_simulator_until_resumed(
@@ -141,13 +142,13 @@ def test_halting_scales_the_engine_to_zero_and_no_order_reaches_the_simulator_un
 ) -> None:
     patch = ["-n", NAMESPACE, "patch", "tradingsystem", TS, "--type=merge", "-p"]
     cluster.kubectl(*patch, json.dumps({"spec": {"halted": True}}))
-    eventually(
-        "execution-engine scaled to 0 with no pod left",
+    in_cluster(
         lambda: (
             cluster.json("-n", NAMESPACE, "get", "deployment", f"{TS}-execution-engine")["spec"]["replicas"]
             == 0
             and not cluster.pods(f"app.kubernetes.io/instance={TS},{ENGINE}")
         ),
+        "execution-engine scaled to 0 with no pod left",
     )
     halted_orders = len(_orders(cluster, TS))
     # Watch for a while (ticks keep flowing, the strategy keeps signalling): nothing new arrives.
@@ -156,7 +157,7 @@ def test_halting_scales_the_engine_to_zero_and_no_order_reaches_the_simulator_un
         assert len(_orders(cluster, TS)) == halted_orders
         time.sleep(3)
     cluster.kubectl(*patch, json.dumps({"spec": {"halted": False}}))
-    eventually("a new order after resuming", lambda: len(_orders(cluster, TS)) > halted_orders, timeout=600)
+    in_cluster(lambda: len(_orders(cluster, TS)) > halted_orders, "a new order after resuming", timeout=600)
 
 
 def _all_logs(cluster: Cluster) -> str:
@@ -181,13 +182,13 @@ def test_no_pod_log_event_or_status_contains_a_secret_value(cluster: Cluster) ->
     cluster.kubectl("-n", NAMESPACE, "apply", "-f", str(REPO / "examples" / "paper.yaml"))
     # Paper mode: market-data starts with the Secret injected (its env) and tries Alpaca; names do
     # not resolve in this cluster and the egress rules drop anything else, so it only logs.
-    eventually(
-        "the paper market-data container to have started",
+    in_cluster(
         lambda: any(
             s.get("restartCount", 0) > 0 or "running" in s.get("state", {})
             for p in cluster.pods("app.kubernetes.io/instance=demo-paper")
             for s in p["status"].get("containerStatuses", [])
         ),
+        "the paper market-data container to have started",
     )
     time.sleep(10)  # let it log its connection attempts
     text = _all_logs(cluster)
@@ -210,7 +211,7 @@ def _children(cluster: Cluster, ts: str) -> list[str]:
 def test_deleting_the_tradingsystem_removes_every_child(cluster: Cluster) -> None:
     assert _children(cluster, TS)
     cluster.kubectl("-n", NAMESPACE, "delete", "tradingsystem", TS, "--wait=true", "--timeout=180s")
-    eventually("every child of demo-sim gone", lambda: _children(cluster, TS) == [], timeout=300)
+    in_cluster(lambda: _children(cluster, TS) == [], "every child of demo-sim gone", timeout=300)
 
 
 def _engine_pod(cluster: Cluster) -> dict[str, Any] | None:
@@ -228,47 +229,44 @@ def test_a_force_deleted_engine_pod_reuses_its_volume_and_sends_no_order_twice(c
     doc["metadata"]["name"] = PVC_TS
     doc["spec"]["executionEngine"] = {"storage": "persistentVolumeClaim"}
     cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", input=yaml.safe_dump(doc))
-    eventually("pvc-sim Running 4/4", lambda: _running(cluster, PVC_TS), timeout=600)
+    in_cluster(lambda: _running(cluster, PVC_TS), "pvc-sim Running 4/4", timeout=600)
     pvc = cluster.json("-n", NAMESPACE, "get", "pvc", f"{PVC_TS}-state")
     assert pvc["status"]["phase"] == "Bound" and pvc["spec"]["storageClassName"] == "standard"
     for round_ in range(3):
-        before = eventually(
-            f"round {round_}: more filled orders",
+        before = in_cluster(
             lambda n=3 * (round_ + 1): _filled_at_least(cluster, PVC_TS, n),
+            f"round {round_}: more filled orders",
             timeout=600,
         )
-        old = eventually("one Ready engine pod", lambda: _engine_pod(cluster))
+        old = in_cluster(lambda: _engine_pod(cluster), "one Ready engine pod")
         stored = _stored_orders(cluster, old["metadata"]["name"])
         cluster.kubectl(
             "-n", NAMESPACE, "delete", "pod", old["metadata"]["name"], "--grace-period=0", "--force", "--wait=false"
         )  # fmt: skip
-        new = eventually(
-            "a new Ready engine pod",
+        new = in_cluster(
             lambda uid=old["metadata"]["uid"]: (
                 (p := _engine_pod(cluster)) and p["metadata"]["uid"] != uid and p
             ),
+            "a new Ready engine pod",
             timeout=600,
         )
         # The new pod opened the same database: everything the old one had stored is there.
         assert _stored_orders(cluster, new["metadata"]["name"]) >= stored >= len(before) - 1
-    eventually("trading after the last restart", lambda: _filled_at_least(cluster, PVC_TS, 12), timeout=600)
+    in_cluster(lambda: _filled_at_least(cluster, PVC_TS, 12), "trading after the last restart", timeout=600)
     cids = Counter(o["client_order_id"] for o in _orders(cluster, PVC_TS))
     assert [c for c, n in cids.items() if n > 1] == []
-    eventually("books settled and equal", lambda: settled_and_equal(cluster, PVC_TS), timeout=300, interval=1)
+    in_cluster(lambda: settled_and_equal(cluster, PVC_TS), "books settled and equal", timeout=300, every=1)
     cluster.kubectl("-n", NAMESPACE, "delete", "tradingsystem", PVC_TS, "--wait=true", "--timeout=180s")
-    eventually("every child of pvc-sim gone", lambda: _children(cluster, PVC_TS) == [], timeout=300)
+    in_cluster(lambda: _children(cluster, PVC_TS) == [], "every child of pvc-sim gone", timeout=300)
 
 
 def test_helm_uninstall_leaves_only_the_crd_and_the_namespace_deletes_cleanly(cluster: Cluster) -> None:
     cluster.kubectl("-n", NAMESPACE, "delete", "tradingsystems", "--all", "--wait=true", "--timeout=180s")
     # The garbage collector removes the children (ownerReferences) after their owner is gone.
-    eventually(
-        "every TradingSystem child gone",
-        lambda: not cluster.kubectl(
+    in_cluster(lambda: not cluster.kubectl(
             "-n", NAMESPACE, "get", "all,configmaps,persistentvolumeclaims,networkpolicies",
             "-l", "app.kubernetes.io/managed-by=tradingsystem-operator", "-o", "name",
-        ).split(),
-    )  # fmt: skip
+        ).split(), "every TradingSystem child gone")  # fmt: skip
     subprocess.run(
         ["helm", "uninstall", "ts", "-n", NAMESPACE, "--wait"],
         env=cluster.env.cluster.env,
@@ -278,9 +276,9 @@ def test_helm_uninstall_leaves_only_the_crd_and_the_namespace_deletes_cleanly(cl
     kinds = "all,configmaps,secrets,serviceaccounts,roles,rolebindings,persistentvolumeclaims,networkpolicies"
     # What Kubernetes itself puts in every namespace; the operator's pod may take a moment to go.
     baseline = ["configmap/kube-root-ca.crt", "serviceaccount/default"]
-    eventually(
-        "only the namespace's own objects left",
+    in_cluster(
         lambda: sorted(cluster.kubectl("-n", NAMESPACE, "get", kinds, "-o", "name").split()) == baseline,
+        "only the namespace's own objects left",
     )
     cluster_scoped = cluster.kubectl(
         "get", "clusterroles,clusterrolebindings", "-l", "app.kubernetes.io/instance=ts", "-o", "name"
