@@ -122,7 +122,8 @@ async def test_rotated_secret_rolls_the_pods_through_the_watch_not_the_resync(
     await cluster.core.create_namespaced_secret(namespace, secret)
     with kopf_runner(namespace) as runner:
         await cluster.create(ts_body("rot", mode="paper", credentials={"secretName": "alpaca"}))
-        await eventually(lambda: cluster.deployment("rot-execution-engine"), "every deployment")
+        # Applies run concurrently and in start order: wait for the Deployment this test reads.
+        await eventually(lambda: cluster.deployment("rot-market-data"), "the market-data deployment")
         before = await cluster.pod_hash("rot-market-data")
         rotated = base64.b64encode(b"rotated-secret-value").decode()
         await cluster.core.patch_namespaced_secret(
@@ -170,9 +171,11 @@ async def test_scheduling_and_pass_through_reach_the_pod_templates_and_pods(
     try:
         with kopf_runner(namespace) as runner:
             await cluster.create(ts_body("sched", **spec))
-            await eventually(lambda: cluster.deployment("sched-execution-engine"), "every deployment")
-            md = (await cluster.deployment("sched-market-data")).spec.template
-            sim = (await cluster.deployment("sched-sim")).spec.template
+            # Applies run concurrently: wait for each Deployment this test reads.
+            md = (
+                await eventually(lambda: cluster.deployment("sched-market-data"), "market-data")
+            ).spec.template
+            sim = (await eventually(lambda: cluster.deployment("sched-sim"), "the simulator")).spec.template
             pod = await eventually(lambda: _pods(cluster, "sched", "sim"), "a simulator pod")
         assert runner.exit_code == 0, runner.output
     finally:
