@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tradingsystem_testing.docker import runtime_unavailable_reason
-from tradingsystem_testing.kind import KindEnvironment, KindSettings
+from tradingsystem_testing.kind import KindEnvironment, KindSettings, build_product_image
 
 sys.path.insert(0, str(Path(__file__).parent))  # kind_helpers (pytest runs in importlib mode)
 
@@ -56,3 +56,14 @@ def kind_env() -> Iterator[KindEnvironment]:
             else:
                 os.environ["KIND_CLUSTER_NAME"] = old
         print(f"\n[kind] step timings (s): { {k: round(v) for k, v in env.timings.items()} }")
+
+
+@pytest.fixture(scope="session")
+def product_image(kind_env: KindEnvironment) -> str:
+    """Our image, built (docker's layer cache makes a rebuild cheap) and loaded into the cluster,
+    for modules that install the chart themselves rather than through the README's commands."""
+    assert kind_env.images is not None
+    tag = kind_env.settings.image_tag
+    build_product_image(kind_env.dockerd, kind_env.images, tag)
+    kind_env.cluster.load_image(tag)
+    return tag

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -127,3 +129,30 @@ def settled_and_equal(cluster: Cluster, ts: str) -> tuple[dict[str, Any], dict[s
     if state["open_orders"] != 0 or positions_match(snap, state):
         return None
     return snap, state
+
+
+@contextmanager
+def operator_release(
+    env: KindEnvironment, namespace: str, release: str = "ts", helm_args: Sequence[str] = ()
+) -> Iterator[Cluster]:
+    """A namespace with the chart installed (``helm install --wait``) for one test module, then
+    every TradingSystem deleted (children collected), the release uninstalled and the namespace
+    gone. The product image must be loaded already (the ``product_image`` fixture)."""
+    cluster = Cluster(env, namespace)
+    cluster.kubectl("create", "namespace", namespace)
+    subprocess.run(
+        ["helm", "install", release, str(REPO / "helm" / "tradingsystem-operator"), "-n", namespace,
+         "--wait", "--timeout", "10m", *helm_args],
+        env=env.cluster.env, check=True, timeout=900,
+    )  # fmt: skip
+    try:
+        yield cluster
+    finally:
+        cluster.kubectl(
+            "-n", namespace, "delete", "tradingsystems", "--all", "--wait=true", "--timeout=180s", check=False
+        )
+        subprocess.run(
+            ["helm", "uninstall", release, "-n", namespace, "--wait"],
+            env=env.cluster.env, check=False, timeout=300,
+        )  # fmt: skip
+        cluster.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=180s", check=False)
