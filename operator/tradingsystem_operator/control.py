@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from tradingsystem.common.control import ControlClient, new_token
 from tradingsystem.common.services import PIPELINE, RISK_MANAGER
+from tradingsystem.common.wire import ControlAction
 from tradingsystem_operator.render import CONTROL_TOKEN_KEY, Owner, control_secret, curve_secret
 
 HALT_TIMEOUT_S = 1.0  # the promise is "HALT within 1 s": a slower answer is no better than none
@@ -50,7 +51,9 @@ async def halt(url: str, token: SecretStr, reason: str, timeout: float = HALT_TI
     """Tell the risk-manager at ``url`` to HALT; never raises for an unreachable one."""
     client = ControlClient(url, token, timeout=timeout)
     started = time.monotonic()
-    status, body = await asyncio.to_thread(client.control, "halt", reason)
+    # The configuration's halt, not a control one: spec.halted: false must lift it after the
+    # rolled pod restores its stored state (a control halt is stored and outlives restarts).
+    status, body = await asyncio.to_thread(client.control, ControlAction.CONFIG_HALT.value, reason)
     state = body.get("state") if isinstance(body, dict) else None
     return ControlResult(status, state, time.monotonic() - started)
 

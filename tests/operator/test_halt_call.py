@@ -90,6 +90,8 @@ def test_the_operators_halt_call_halts_a_running_risk_manager(risk_manager: Risk
     assert (result.status, result.state) == (200, "HALTED")
     status, state = ControlClient(risk_manager.control, risk_manager.token).state()
     assert (status, state["state"], state["kill_switch"]) == (200, "HALTED", True)
+    # The configuration's halt (spec.halted decides it at each start), not a stored control halt.
+    assert state["reason"] == "config: spec.halted on trading/demo"
 
 
 def test_a_wrong_token_is_refused_counted_and_the_token_never_logged(risk_manager: RiskProcess) -> None:
@@ -104,7 +106,7 @@ def test_a_wrong_token_is_refused_counted_and_the_token_never_logged(risk_manage
     risk_manager.proc.wait(10)
     secret = risk_manager.token.get_secret_value()
     assert secret not in risk_manager.log.read_text() and secret not in page
-    assert "control halt" in risk_manager.log.read_text()  # the log is there, the token is not
+    assert "control config_halt" in risk_manager.log.read_text()  # the log is there, the token is not
 
 
 def test_an_unreachable_risk_manager_is_reported_not_raised() -> None:

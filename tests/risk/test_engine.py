@@ -207,6 +207,20 @@ def test_kill_switch_from_config_and_control() -> None:
     rejected(eng.on_signal(signal("MSFT", BUY, 50.0)), RejectReason.HALTED)  # even reducing: stop means stop
 
 
+def test_the_snapshot_says_since_when_the_kill_switch_is_engaged() -> None:
+    clock = FakeClock()
+    eng = make_engine(clock)
+    assert eng.snapshot()["kill_switch_since"] is None
+    clock.advance(5)
+    eng.control(ControlAction.HALT, "operator")
+    clock.advance(3)
+    eng.control(ControlAction.HALT, "again")  # already engaged: the first moment stands
+    assert eng.snapshot()["kill_switch_since"] == (T0 + 5_000_000_000) / 1e9
+    eng.control(ControlAction.RESUME)
+    assert eng.snapshot()["kill_switch_since"] is None
+    assert make_engine(clock, halted=True).snapshot()["kill_switch_since"] == clock.ns / 1e9
+
+
 def test_daily_loss_reducing_then_circuit_breaker_then_new_day() -> None:
     clock = FakeClock()
     eng = make_engine(clock, daily_loss_limit=100, reducing_at_loss_fraction=0.5, max_position_qty=100)

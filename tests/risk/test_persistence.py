@@ -54,6 +54,32 @@ def test_the_config_kill_switch_is_the_configs_to_decide_at_each_start(tmp_path:
     assert restarted(eng, clock, tmp_path).state is RiskState.ACTIVE
 
 
+def test_the_operators_config_halt_is_in_force_at_once_and_left_to_the_config_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    # spec.halted: the operator halts the running process, then rolls it with risk.halted: true;
+    # spec.halted: false rolls it again with risk.halted: false, which must then trade.
+    clock = FakeClock()
+    eng = make_engine(clock)
+    eng.control(ControlAction.CONFIG_HALT, "spec.halted on ns/ts")
+    assert (eng.state, eng.state_reason) == (RiskState.HALTED, "config: spec.halted on ns/ts")
+    assert restarted(eng, clock, tmp_path).state is RiskState.ACTIVE
+    assert restarted(eng, clock, tmp_path, halted=True).state is RiskState.HALTED
+
+
+def test_a_control_halt_outranks_the_config_halt_and_survives_a_restart(tmp_path: Path) -> None:
+    clock = FakeClock()
+    eng = make_engine(clock)
+    eng.control(ControlAction.HALT, "desk")
+    eng.control(ControlAction.CONFIG_HALT, "spec.halted on ns/ts")
+    again = restarted(eng, clock, tmp_path)
+    assert (again.state, again.state_reason) == (RiskState.HALTED, "control: desk")
+    eng.control(ControlAction.RESUME)
+    eng.control(ControlAction.CONFIG_HALT, "spec.halted on ns/ts")
+    eng.control(ControlAction.HALT, "desk")  # and replaces it
+    assert restarted(eng, clock, tmp_path).state_reason == "control: desk"
+
+
 def test_a_latched_loss_breaker_survives_a_restart_on_the_same_day_only(tmp_path: Path) -> None:
     clock = FakeClock()
     eng = make_engine(clock, daily_loss_limit=100)

@@ -104,6 +104,21 @@ def test_malformed_payloads_and_gaps_are_counted(
     )
 
 
+def test_a_restarted_market_data_publisher_is_counted(
+    running: tuple[Settings, Publisher, Subscriber, SignalService],
+) -> None:
+    _, md, _, svc = running
+    restarts = ("tradingsystem_publisher_restarts_total", {"service": SERVICE, "publisher": "market-data"})
+    eventually(lambda: svc.health.ready, "readiness", tick=lambda: md.heartbeat(every=0.05))
+    before = metric(restarts[0], **restarts[1])
+    md.epoch += 1  # what a replaced market-data pod looks like on the wire
+    eventually(
+        lambda: metric(restarts[0], **restarts[1]) == before + 1,
+        "the new epoch counted",
+        tick=lambda: md.heartbeat(every=0.05),
+    )
+
+
 def test_readiness_over_http_follows_upstream() -> None:
     s = settings(free_port)
     health = Health(SERVICE)

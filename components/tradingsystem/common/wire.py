@@ -115,7 +115,11 @@ class OrderStatus(enum.StrEnum):
 
 
 class ControlAction(enum.StrEnum):
-    HALT = "halt"
+    HALT = "halt"  # a control kill switch: persisted, lifted only by ``resume``
+    # The configuration's kill switch engaged ahead of the configuration itself (the operator's
+    # ``spec.halted`` fast path, before the rolled pod reads ``risk.halted``): in force at once
+    # but not persisted, so the configuration decides at the next start, as for ``risk.halted``.
+    CONFIG_HALT = "config_halt"
     REDUCE = "reduce"
     RESUME = "resume"
 

@@ -178,6 +178,10 @@ class RiskEngine:
         self._seen_cids: set[str] = set()
         # State inputs; ``state`` is derived from them so it can never disagree with them.
         self._kill: str | None = CONFIG_KILL if halted else None
+        self._kill_from_config = halted  # the configuration decides it at each start: not persisted
+        # Wall-clock ns at which this process engaged the kill switch: the halt latency of
+        # ``spec.halted`` is measured against it (docs/kind.md).
+        self._kill_since_ns: int | None = clock() if halted else None
         self._manual_reduce: str | None = None
         self._breaker: str | None = None
         self._loss_reducing: str | None = None
@@ -206,12 +210,18 @@ class RiskEngine:
 
     def control(self, action: ControlAction, reason: str = "") -> None:
         why = f"control: {reason}" if reason else "control"
-        if action is ControlAction.HALT:
-            self._kill = why
+        if action is ControlAction.HALT or action is ControlAction.CONFIG_HALT:
+            if self._kill is None:
+                self._kill_since_ns = self._clock()
+            if action is ControlAction.HALT:
+                self._kill, self._kill_from_config = why, False
+            elif self._kill is None or self._kill_from_config:  # a control halt outranks it
+                self._kill, self._kill_from_config = (f"config: {reason}" if reason else CONFIG_KILL), True
         elif action is ControlAction.REDUCE:
             self._manual_reduce = why
         else:
             self._kill = self._manual_reduce = self._breaker = self._loss_reducing = None
+            self._kill_since_ns, self._kill_from_config = None, False
             self._check_loss()
 
     def _check_loss(self) -> None:
@@ -315,7 +325,7 @@ class RiskEngine:
         book = self.book
         return PersistedState(
             next_roll_ns=self._next_roll_ns,
-            kill=self._kill if self._kill != CONFIG_KILL else None,
+            kill=None if self._kill_from_config else self._kill,
             manual_reduce=self._manual_reduce,
             breaker=self._breaker,
             loss_reducing=self._loss_reducing,
@@ -347,7 +357,9 @@ class RiskEngine:
         """Take over a state written by an earlier process; a new trading day since then rolls
         (latches and today's baseline clear; a control kill switch stays)."""
         if p.kill is not None:
-            self._kill = p.kill
+            if self._kill is None:
+                self._kill_since_ns = self._clock()
+            self._kill, self._kill_from_config = p.kill, False
         self._manual_reduce = p.manual_reduce
         self._breaker = p.breaker
         self._loss_reducing = p.loss_reducing
@@ -516,6 +528,8 @@ class RiskEngine:
             "state": self.state.value,
             "reason": self.state_reason,
             "kill_switch": self.kill_switch,
+            # Epoch seconds at which this process engaged the kill switch (None: not engaged).
+            "kill_switch_since": None if self._kill_since_ns is None else self._kill_since_ns / 1e9,
             "circuit_breaker": self.circuit_breaker,
             "positions": self.book.snapshot(),
             "marks": {s: float(p) for s, p in sorted(self.book.marks.items())},

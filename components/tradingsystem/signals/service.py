@@ -21,6 +21,7 @@ from tradingsystem.common.metrics import (
     MESSAGES_DROPPED,
     MESSAGES_IN,
     MESSAGES_OUT,
+    PUBLISHER_RESTARTS,
     SEQUENCE_GAPS,
     SIGNALS,
 )
@@ -95,6 +96,7 @@ class SignalService(BackgroundLoop):
         kind = self._kind
         m_in = MESSAGES_IN.labels(SERVICE, kind)
         m_hb = MESSAGES_IN.labels(SERVICE, "hb")
+        restarts = PUBLISHER_RESTARTS.labels(SERVICE, MARKET_DATA.name)
         gaps = SEQUENCE_GAPS.labels(SERVICE, kind)
         hop = HOP_LATENCY.labels(SERVICE, kind)
         malformed = MESSAGES_DROPPED.labels(SERVICE, "malformed")
@@ -116,6 +118,9 @@ class SignalService(BackgroundLoop):
                         malformed.inc()
                         continue
                     msg = r.msg
+                    if r.restarted:  # a replaced market-data pod: counted like every subscriber does
+                        restarts.inc()
+                        log.warning("%s restarted (new epoch)", MARKET_DATA.name)
                     if isinstance(msg, wire.Heartbeat):
                         m_hb.inc()
                         continue
