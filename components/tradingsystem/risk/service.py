@@ -3,7 +3,7 @@
 One thread owns the ZeroMQ sockets and polls them together. An HTTP thread serves ``/metrics``
 and the probes (read-only); another serves, on the control port and only with the bearer token
 (see ``common/control.py``), ``GET /state`` and ``POST /control``
-({"action": "halt"|"reduce"|"resume", "reason": ...}). Both touch the engine only under
+({"action": "halt"|"config_halt"|"reduce"|"resume", "reason": ...}). Both touch the engine only under
 ``_lock``, so a halt is in force before its response is sent. Without a configured token the
 control port is not opened at all.
 State changes are published as ``RiskStatus`` by the socket thread.
@@ -155,7 +155,9 @@ class RiskService:
             data = json.loads(body)
             ctl = Control(action=ControlAction(data["action"]), reason=str(data.get("reason", ""))[:200])
         except (ValueError, KeyError, TypeError):
-            return 400, {"error": 'POST JSON {"action": "halt"|"reduce"|"resume", "reason": "..."}'}
+            return 400, {
+                "error": 'POST JSON {"action": "halt"|"config_halt"|"reduce"|"resume", "reason": "..."}'
+            }
         with self._lock:
             self.engine.control(ctl.action, ctl.reason)
             state, reason = self.engine.state, self.engine.state_reason
