@@ -326,7 +326,10 @@ def _deployment(inp: Inputs, svc: Service, replicas: int, config_hash: str) -> d
         "ports": ports,
         "resources": _resources(inp.spec, svc),
         "livenessProbe": {**probe, "httpGet": {"path": "/healthz", "port": "metrics"}},
-        "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "metrics"}},
+        # Probed every second: a replaced pod joins its Service (so its subscribers reach its PUB
+        # port) when the probe first succeeds; at 10 s a first probe that came too early left the
+        # links down ~12 s instead of ~4 s (measured, tests/kind/test_pod_replacement.py).
+        "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 1},
         "volumeMounts": mounts,
         "securityContext": {
             "allowPrivilegeEscalation": False,

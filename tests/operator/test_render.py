@@ -241,6 +241,7 @@ def test_pod_security() -> None:
         assert sc["allowPrivilegeEscalation"] is False
         assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert c["readinessProbe"]["periodSeconds"] == 1  # a replaced pod rejoins its Service at once
     mounts = {
         m["mountPath"]
         for m in deployments()["demo-execution-engine"]["spec"]["template"]["spec"]["containers"][0][
