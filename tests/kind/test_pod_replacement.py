@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import subprocess
 import time
 from collections import Counter
@@ -246,7 +247,8 @@ def test_every_link_comes_back_after_each_pod_replacement_and_the_books_agree(cl
         print(r.line())
         results.append(r)
         n = trading_after(c, n, f"new fills after {svc.name} {mode.value}")
-    print("[repl] service           mode      ready   detect  recover (s after the delete)")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"[repl] service           mode      ready   detect  recover (s after the delete; load {load})")
     for r in results:
         print(f"[repl] {r.service:16} {r.mode.value:8} {r.ready_s:6.1f} {r.detect_s:7.1f} {r.recover_s:8.1f}")
     snap, state = in_cluster(
@@ -322,3 +324,5 @@ def test_spec_halted_stops_orders_within_one_second_and_resume_trades_again(clus
     c.kubectl(*patch, json.dumps({"spec": {"halted": False}}))
     count = len(orders)
     in_cluster(lambda: len(c.ledger(TS)["orders"]) > count, "a new order after resuming", timeout=600)
+    # The rolled risk-manager restored its stored book and is ACTIVE: spec.halted lifted its halt.
+    assert c.risk_state(TS)["state"] == "ACTIVE"
