@@ -58,7 +58,7 @@ class Mode(enum.StrEnum):
 
 # Every service forced and graceful once; the two ends of the money path (their state on PVCs,
 # the order and report links between them) a second time, forced: the case issue #18 measured
-# at ~130 s blind. Ten replacements keep the module near 8 minutes on a warm cluster. The
+# at ~130 s blind. Ten replacements take ~2 min (the module ~3.5 min with the cluster, warm). The
 # simulator is left alone: it is the broker, and its ledger (held in memory) is what the books
 # are checked against.
 SCHEDULE: tuple[tuple[Service, Mode], ...] = (
