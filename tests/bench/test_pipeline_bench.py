@@ -14,11 +14,14 @@ TINY = pipeline.Config(
     rates=(500,),
     seconds=1.0,
     order_rate=50.0,
+    exec_seconds=1.0,
     exec_order_rate=10.0,
+    floor_orders=5,
     warmup_s=0.5,
     ladder=(5_000,),
     ladder_seconds=0.5,
     raw_messages=5_000,
+    raw_seconds=1.0,
 )
 
 
@@ -32,9 +35,18 @@ def test_latency_collects_samples_at_every_endpoint() -> None:
     assert three.submit[2] > 0  # the execution engine's own histogram saw the orders
     assert all(s > 0 for s in (*two.intents, *three.acks))  # origin_ts was carried through
     assert two.rejections == three.rejections == 0  # the bench limits never bind
+    # Every service hop is measured by joining the messages on their keys.
+    assert two.signal_hop and two.risk_hop and not two.exec_hop
+    assert len(three.exec_hop) == len(three.acks)
+    assert len(three.floor) == TINY.floor_orders  # the execution floor, in the same run
+    assert results.raw[500].received == 500  # the raw hop at the same tick rate
     table = pipeline.latency_table(results, TINY)
     for endpoint in (
-        "tick -> signal",
+        "raw ZeroMQ hop",
+        "signal-bridge hop",
+        "risk-manager hop",
+        "execution hop",
+        "execution floor",
         "tick -> approved order",
         "tick -> submit start",
         "tick -> broker ack",
