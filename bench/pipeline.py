@@ -1,4 +1,5 @@
-"""Tick -> order latency through the three hops, and market-data -> signal-bridge throughput.
+"""Tick -> order latency through the three hops against its floors, market-data ingest, and
+market-data -> signal-bridge throughput.
 
 Everything runs as real processes on real TCP loopback ZeroMQ:
 
@@ -9,14 +10,20 @@ Everything runs as real processes on real TCP loopback ZeroMQ:
   strategy a 1/2 EMA crossover, so every turn of the wave is exactly one signal: the signal rate
   is set independently of the tick rate. This process subscribes to signal-bridge (``Signal``),
   risk-manager (``OrderIntent``) and execution-engine (``ExecutionReport``) and takes
-  ``now - origin_ts`` from raw samples; execution's own
-  ``tradingsystem_tick_to_order_latency_seconds`` (tick -> submit start) is read from /metrics.
-  Two phases: *2 hops* (no execution engine yet, ``order_rate`` orders/s: enough samples for a
-  p999), then *3 hops* (execution engine started, ``exec_order_rate`` orders/s: it persists
-  every order with an fsync and submits serially over REST, so it takes far fewer).
+  ``now - origin_ts`` from raw samples (end to end) and, per service hop, the difference of the
+  publishers' own send stamps (``ts``), joined by (symbol, origin_ts) and client_order_id.
+  Two phases: *2 hops* (no execution engine yet, ``order_rate`` orders/s), then *3 hops*
+  (execution engine started, ``exec_order_rate`` orders/s: it makes every order durable with
+  an fsync and submits serially over REST, so it takes fewer).
+* **floors, same run**: the raw hop (``bench.hop``: Publisher -> Subscriber process, decode
+  only) paced at each tick rate; every hop is given as a ratio to it. The execution floor
+  (``ExecutionFloor``): a bare alpaca-py ``submit_order`` round trip to the same simulator plus
+  one fsync of a WAL frame on the same file system, at the same order rate.
+* **market-data ingest** (``bench.ingest``): simulator websocket -> market-data process -> PUB,
+  zero loss, against the bare alpaca-py client's ceiling at the same rates.
 * **throughput**: ticks offered to a lone signal-bridge at increasing rates; its /metrics
-  counters (received, sequence gaps) tell how many arrived. Plus one raw hop:
-  Publisher -> Subscriber (decode only) in a child process, paced (latency) and unpaced (capacity).
+  counters (received, sequence gaps) tell how many arrived. Plus the raw hop's capacity
+  (unpaced).
 
 Bench-only settings (documented in docs/benchmarks.md): limits far above anything the bench
 reaches, execution rate limit raised (the default 200/min would be the whole story), the
@@ -44,6 +51,7 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
 
+from bench import ingest
 from bench.hop import SYMBOLS, RawHop, TriangleFeed, paced_send, percentiles_us, raw_hop
 from bench.table import render
 from tradingsystem.broker import credentials, trading_url
@@ -71,6 +79,9 @@ class Config:
     ladder_seconds: float = 2.0
     raw_messages: int = 200_000
     raw_seconds: float = 3.0  # paced raw hop per tick rate (the floor of the latency table)
+    # market-data ingest: simulator steps/s (a quote and a trade per symbol per step)
+    ingest_steps: tuple[int, ...] = (1_000, 2_500, 5_000, 7_500, 10_000, 15_000)
+    ingest_seconds: float = 2.0
 
 
 QUICK = Config(
@@ -81,6 +92,8 @@ QUICK = Config(
     ladder_seconds=1.0,
     raw_messages=50_000,
     raw_seconds=1.0,
+    ingest_steps=(2_500, 5_000, 10_000),
+    ingest_seconds=1.0,
 )
 
 
@@ -628,6 +641,8 @@ def main(quick: bool = False, cfg: Config | None = None) -> None:
         print(throughput_table(throughput(cfg)))
         print()
         print(raw_table([raw_hop(cfg.raw_messages)]))  # capacity; its paced latency is above
+        print()
+        print(ingest.table(ingest.ladder(cfg.ingest_steps, cfg.ingest_seconds)))
         print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -90,3 +90,14 @@ def test_triangle_feed_signals_once_per_turn() -> None:
     # 200 ticks per symbol = 20 legs each, a signal at every turn; the first leg only sets the state.
     assert len(signals) == 4 * 19
     assert {s.action.value for s in signals} == {"buy", "sell"}
+
+
+def test_ingest_ladder_counts_every_tick_through_the_market_data_service() -> None:
+    from bench import ingest
+
+    steps = ingest.ladder((250,), 0.5)
+    service = next(s for s in steps if s.client == "market-data service")
+    ceiling = next(s for s in steps if s.client != "market-data service")
+    assert service.sent > 0 and service.lost == 0 and service.dropped == 0  # far below capacity
+    assert service.sustained and ceiling.sustained
+    assert "market-data ingest" in ingest.table(steps)
