@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from tradingsystem.common.sqlite import connect
+from tradingsystem.common.sqlite import Checkpointer, connect
 from tradingsystem.common.wire import ExecutionReport, OrderStatus, OrderType, Side, TimeInForce
 from tradingsystem.execution.orders import TERMINAL, Fill, Order
 
@@ -115,6 +115,7 @@ class OrderStore:
 
     def __init__(self, path: Path | str) -> None:
         self._db = connect(path, _SCHEMA, synchronous="FULL")
+        self._checkpointer = Checkpointer(path)
         self._lock = threading.Lock()
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(orders)")}
         if "approved_ts" not in columns:  # a store written before the column existed
@@ -243,5 +244,6 @@ class OrderStore:
         return int(n)
 
     def close(self) -> None:
+        self._checkpointer.close()
         with self._lock:
             self._db.close()
