@@ -37,17 +37,20 @@ def percentiles_us(samples_ns: list[int]) -> tuple[float | str, ...]:
 class TriangleFeed:
     """Trades round-robin over the symbols; each symbol's price rises for ``leg`` of its ticks,
     then falls for ``leg``: a fast=1/slow=2 EMA crossover signals at every turn, so one signal
-    per ``leg`` ticks overall."""
+    per ``leg`` ticks overall. The symbols' waves are phase-shifted evenly, so their turns (the
+    orders) are spread over time instead of arriving as one burst per turn."""
 
     def __init__(self, symbols: list[str], leg: int) -> None:
         self.symbols = symbols
         self.leg = max(2, leg)
         self._n = 0
+        # A symbol turns every ``leg`` of its ticks (top and bottom): spread the turns over that.
+        self._phase = [round(self.leg * k / len(symbols)) for k in range(len(symbols))]
 
     def next(self) -> wire.Trade:
         i, k = divmod(self._n, len(self.symbols))
         self._n += 1
-        pos = i % (2 * self.leg)
+        pos = (i + self._phase[k]) % (2 * self.leg)
         level = pos if pos < self.leg else 2 * self.leg - pos
         now = time.time_ns()
         price = (100.0 + 10 * k) * (1 + TICK_STEP * level)
@@ -116,7 +119,8 @@ def raw_hop(n: int, rate: int | None = None, keys_dir: Path | None = None) -> Ra
     """``n`` trades over one hop to a subscriber process; ``keys_dir``: over CurveZMQ."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     curve = load_curve(keys_dir, SERVER) if keys_dir else None
-    pub = Publisher(endpoint, service="bench-raw", curve=curve, sndhwm=n)
+    # Room for the heartbeats still queued from the wait below, or the last trades would drop.
+    pub = Publisher(endpoint, service="bench-raw", curve=curve, sndhwm=n + 10_000)
     ctx = mp.get_context("spawn")
     ready, out = ctx.Event(), ctx.Queue()
     args = (endpoint, str(keys_dir) if keys_dir else None, n, ready, out)

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
@@ -69,10 +70,10 @@ STALL_S = 0.5  # a subscriber that takes nothing for this long has lost the rest
 @dataclass(frozen=True)
 class Config:
     rates: tuple[int, ...] = (1_000, 5_000, 10_000)
-    seconds: float = 10.0  # measured time per rate, 2 hops
+    seconds: float = 8.0  # measured time per rate, 2 hops
     order_rate: float = 300.0  # signals (= approved orders) per second, at every tick rate
-    exec_seconds: float = 35.0  # measured time per rate, 3 hops
-    exec_order_rate: float = 50.0  # with the execution engine (it submits serially over REST)
+    exec_seconds: float = 40.0  # measured time per rate, 3 hops: ~4,800 samples in all
+    exec_order_rate: float = 40.0  # with the execution engine (it submits serially over REST)
     floor_orders: int = 200  # bare submit + fsync round trips per rate (the execution floor)
     warmup_s: float = 1.0
     ladder: tuple[int, ...] = (10_000, 30_000, 50_000, 75_000, 100_000, 150_000)
@@ -80,21 +81,21 @@ class Config:
     raw_messages: int = 200_000
     raw_seconds: float = 3.0  # paced raw hop per tick rate (the floor of the latency table)
     # market-data ingest: simulator steps/s (a quote and a trade per symbol per step)
-    ingest_steps: tuple[int, ...] = (2_500, 5_000, 7_500, 10_000, 15_000)
+    ingest_steps: tuple[int, ...] = (2_500, 5_000, 10_000, 15_000)
     ingest_seconds: float = 2.0
 
 
 QUICK = Config(
-    rates=(5_000, 10_000),
+    rates=(5_000,),
     seconds=2.0,
     exec_seconds=2.0,
     floor_orders=40,
     warmup_s=0.5,
-    ladder=(10_000, 100_000),
+    ladder=(10_000,),
     ladder_seconds=1.0,
     raw_messages=50_000,
     raw_seconds=1.0,
-    ingest_steps=(2_500, 10_000),
+    ingest_steps=(5_000,),
     ingest_seconds=1.0,
 )
 
@@ -337,7 +338,8 @@ class ExecutionFloor:
                 t0 = time.perf_counter_ns()
                 os.write(fd, b"\0" * self.FRAME)
                 os.fsync(fd)
-                self.client.submit_order(req)
+                with contextlib.suppress(APIError):  # a refusal is a round trip all the same
+                    self.client.submit_order(req)
                 samples.append(time.perf_counter_ns() - t0)
         finally:
             os.close(fd)

@@ -4,6 +4,8 @@ No timing assertions: the numbers depend on the machine."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from bench import pipeline
@@ -86,10 +88,12 @@ def test_triangle_feed_signals_once_per_turn() -> None:
     engine = SignalEngine(
         pipeline.SYMBOLS, StrategyFactory("ma_crossover", {"fast": 1, "slow": 2, "average": "ema"})
     )
-    signals = [s for _ in range(4 * 200) if (s := engine.on_tick(feed.next())) is not None]
-    # 200 ticks per symbol = 20 legs each, a signal at every turn; the first leg only sets the state.
-    assert len(signals) == 4 * 19
-    assert {s.action.value for s in signals} == {"buy", "sell"}
+    at = [n for n in range(4 * 200) if engine.on_tick(feed.next()) is not None]
+    # 200 ticks per symbol = 20 legs each, a signal at every turn (the first, partial leg of a
+    # phase-shifted symbol only sets the state).
+    assert 4 * 19 <= len(at) <= 4 * 20
+    # The symbols' turns are spread: no two signals in one round of ticks (no burst of orders).
+    assert min(b - a for a, b in itertools.pairwise(at)) >= len(pipeline.SYMBOLS)
 
 
 def test_ingest_ladder_counts_every_tick_through_the_market_data_service() -> None:
