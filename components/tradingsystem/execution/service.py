@@ -416,8 +416,9 @@ class ExecutionService:
                     sock.close()
             http.stop()
             self.store.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            if not worker.is_alive():  # else it may still write: never to a reused fd number
+                os.close(self._wake_r)
+                os.close(self._wake_w)
 
     def _receive(self, sub: Subscriber, pub: Publisher) -> None:
         intents: list[OrderIntent] = []

@@ -11,11 +11,12 @@ State changes are published as ``RiskStatus`` by the socket thread.
 Durability (docs/risk.md): the engine's ``PersistedState`` and the last applied report_seq
 are written to ``risk.state_path`` after every change that matters — the approvals and
 reports of a batch in one transaction at its end, *before* its intents are published (group
-commit), a control *before* it is acknowledged, a state change before it is published. At start the stored state is restored (same
-trading day: same latches), the broker's open orders are counted, and a resync with the
-execution-engine's outbox (``risk.resync``) delivers every report missed while down and
-replays every approved intent the engine never received. After a restart with stored state,
-signals are rejected (``not_synced``) until that first resync has completed.
+commit), a control *before* it is acknowledged, a state change before it is published. At
+start the stored state is restored (same trading day: same latches), the broker's open
+orders are counted, and a resync with the execution-engine's outbox (``risk.resync``)
+delivers every report missed while down and replays every approved intent the engine never
+received. After a restart with stored state, signals are rejected (``not_synced``) until
+that first resync has completed.
 """
 
 from __future__ import annotations
