@@ -18,7 +18,8 @@ Everything runs as real processes on real TCP loopback ZeroMQ:
 * **floors, same run**: the raw hop (``bench.hop``: Publisher -> Subscriber process, decode
   only) paced at each tick rate; every hop is given as a ratio to it. The execution floor
   (``ExecutionFloor``): a bare alpaca-py ``submit_order`` round trip to the same simulator plus
-  one fsync of a WAL frame on the same file system, at the same order rate.
+  one fsync of a WAL frame on the same file system, in a child process *during* each 3-hop
+  phase (same host and simulator load as the engine).
 * **market-data ingest** (``bench.ingest``): simulator websocket -> market-data process -> PUB,
   zero loss, against the bare alpaca-py client's ceiling at the same rates.
 * **throughput**: ticks offered to a lone signal-bridge at increasing rates; its /metrics
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing as mp
 import os
 import shutil
 import signal
@@ -311,10 +313,9 @@ class ExecutionFloor:
 
     FRAME = 4096 + 24  # one SQLite page plus its WAL frame header
 
-    def __init__(self, settings: Settings, workdir: Path) -> None:
-        key, secret = credentials(settings)
-        self.client = TradingClient(key, secret, raw_data=True, url_override=trading_url(settings))
-        self.path = workdir / "floor.fsync"
+    def __init__(self, url: str | None, key: str, secret: str, path: Path) -> None:
+        self.client = TradingClient(key, secret, raw_data=True, url_override=url)
+        self.path = path
         self._n = 0
 
     def measure(self, n: int, rate: float) -> list[int]:
@@ -346,6 +347,45 @@ class ExecutionFloor:
         return samples
 
 
+def _floor_main(args: tuple[Any, ...], n: int, rate: float, ready: Any, go: Any, out: Any) -> None:
+    floor = ExecutionFloor(*args)
+    floor.measure(5, rate)  # warm: imports, connection
+    ready.set()
+    go.wait(60)
+    out.put(floor.measure(n, rate))
+
+
+class FloorProcess:
+    """``ExecutionFloor`` in a child process, measuring *while* a 3-hop phase runs, so the floor
+    sees the same host and simulator load as the engine (measured alone, its round trip was
+    faster than the engine's under the tick load, which flattered neither)."""
+
+    def __init__(self, settings: Settings, workdir: Path) -> None:
+        self._args = (trading_url(settings), *credentials(settings), workdir / "floor.fsync")
+
+    def start(self, n: int, rate: float) -> None:
+        ctx = mp.get_context("spawn")
+        self._ready, self._go, self._out = ctx.Event(), ctx.Event(), ctx.Queue()
+        self._proc = ctx.Process(
+            target=_floor_main, args=(self._args, n, rate, self._ready, self._go, self._out), daemon=True
+        )
+        self._proc.start()
+        if not self._ready.wait(60):
+            raise RuntimeError("the execution-floor process did not start")
+
+    def go(self) -> None:
+        self._go.set()
+
+    def result(self, timeout: float) -> list[int]:
+        try:
+            samples: list[int] = self._out.get(timeout=timeout)
+            return samples
+        finally:
+            self._proc.join(timeout=5)
+            if self._proc.is_alive():
+                self._proc.kill()
+
+
 @dataclass
 class LatencyResults:
     two_hop: list[RateResult]  # signal-bridge + risk-manager only, many orders
@@ -374,23 +414,24 @@ def latency(cfg: Config) -> LatencyResults:
                     Path(f"{settings.risk.state_path}{suffix}").unlink(missing_ok=True)
                 _start(pipe, "risk-manager", pub)
                 _start(pipe, "execution-engine", pub)
-                floor = ExecutionFloor(settings, workdir)
-                floor.measure(20, cfg.exec_order_rate)  # warm: connection, imports
+                floor = FloorProcess(settings, workdir)
                 bench.run(min(cfg.rates), cfg.warmup_s, cfg.exec_order_rate, acks=True)
                 exec_metrics = pipe.url("execution-engine", "/metrics")
                 three = []
                 for rate in cfg.rates:
+                    # The floor is measured in parallel, spread over the phase.
+                    floor.start(cfg.floor_orders, cfg.floor_orders / cfg.exec_seconds)
                     before = scrape(exec_metrics)
+                    floor.go()
                     res = bench.run(rate, cfg.exec_seconds, cfg.exec_order_rate, acks=True)
                     after = scrape(exec_metrics)
+                    res.floor = floor.result(timeout=cfg.exec_seconds + 60)
                     count = total(after, f"{ORDER_HIST}_count") - total(before, f"{ORDER_HIST}_count")
                     res.submit = (
                         hist_quantile_us(before, after, 0.5),
                         hist_quantile_us(before, after, 0.99),
                         int(count),
                     )
-                    # The floor right after, at the same order rate, against the same broker.
-                    res.floor = floor.measure(cfg.floor_orders, cfg.exec_order_rate)
                     three.append(res)
             finally:
                 bench.close()
