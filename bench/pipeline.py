@@ -437,7 +437,7 @@ def latency(cfg: Config) -> LatencyResults:
                 bench.close()
     finally:
         pub.close()
-    # The floor of every hop, at each tick rate, with the pipeline stopped (same host load).
+    # The floor of every hop, at each tick rate: the hop alone, right after the pipeline stopped.
     raw = {rate: raw_hop(min(cfg.raw_messages, int(rate * cfg.raw_seconds)), rate) for rate in cfg.rates}
     return LatencyResults(two, three, raw)
 
