@@ -15,6 +15,7 @@ The ceiling it is compared with, in the same run: the bare alpaca-py client
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -95,7 +96,7 @@ def service_step(steps_per_s: int, seconds: float) -> Step:
             for k in ("trade", "quote")
         )
         reconnects = int(total(m1, "tradingsystem_marketdata_reconnects_total"))
-        return Step(
+        step = Step(
             "market-data service",
             steps_per_s * len(SYMBOLS) * 2,
             sent,
@@ -108,6 +109,8 @@ def service_step(steps_per_s: int, seconds: float) -> Step:
     finally:
         pipe.stop()
         sim.stop()
+    shutil.rmtree(workdir, ignore_errors=True)  # kept (with the service's log) if the step failed
+    return step
 
 
 def sdk_step(steps_per_s: int, seconds: float) -> Step:
