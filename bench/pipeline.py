@@ -1,4 +1,5 @@
-"""Tick -> order latency through the three hops, and market-data -> signal-bridge throughput.
+"""Tick -> order latency through the three hops against its floors, market-data ingest, and
+market-data -> signal-bridge throughput.
 
 Everything runs as real processes on real TCP loopback ZeroMQ:
 
@@ -9,14 +10,21 @@ Everything runs as real processes on real TCP loopback ZeroMQ:
   strategy a 1/2 EMA crossover, so every turn of the wave is exactly one signal: the signal rate
   is set independently of the tick rate. This process subscribes to signal-bridge (``Signal``),
   risk-manager (``OrderIntent``) and execution-engine (``ExecutionReport``) and takes
-  ``now - origin_ts`` from raw samples; execution's own
-  ``tradingsystem_tick_to_order_latency_seconds`` (tick -> submit start) is read from /metrics.
-  Two phases: *2 hops* (no execution engine yet, ``order_rate`` orders/s: enough samples for a
-  p999), then *3 hops* (execution engine started, ``exec_order_rate`` orders/s: it persists
-  every order with an fsync and submits serially over REST, so it takes far fewer).
+  ``now - origin_ts`` from raw samples (end to end) and, per service hop, the difference of the
+  publishers' own send stamps (``ts``), joined by (symbol, origin_ts) and client_order_id.
+  Two phases: *2 hops* (no execution engine yet, ``order_rate`` orders/s), then *3 hops*
+  (execution engine started, ``exec_order_rate`` orders/s: it makes every order durable with
+  an fsync and submits serially over REST, so it takes fewer).
+* **floors, same run**: the raw hop (``bench.hop``: Publisher -> Subscriber process, decode
+  only) paced at each tick rate; every hop is given as a ratio to it. The execution floor
+  (``ExecutionFloor``): a bare alpaca-py ``submit_order`` round trip to the same simulator plus
+  one fsync of a WAL frame on the same file system, in a child process *during* each 3-hop
+  phase (same host and simulator load as the engine).
+* **market-data ingest** (``bench.ingest``): simulator websocket -> market-data process -> PUB,
+  zero loss, against the bare alpaca-py client's ceiling at the same rates.
 * **throughput**: ticks offered to a lone signal-bridge at increasing rates; its /metrics
-  counters (received, sequence gaps) tell how many arrived. Plus one raw hop:
-  Publisher -> Subscriber (decode only) in a child process, paced (latency) and unpaced (capacity).
+  counters (received, sequence gaps) tell how many arrived. Plus the raw hop's capacity
+  (unpaced).
 
 Bench-only settings (documented in docs/benchmarks.md): limits far above anything the bench
 reaches, execution rate limit raised (the default 200/min would be the whole story), the
@@ -40,10 +48,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import zmq
+from alpaca.common.exceptions import APIError
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import OrderSide, TimeInForce
+from alpaca.trading.requests import MarketOrderRequest
 
+from bench import ingest
+from bench.hop import SYMBOLS, RawHop, TriangleFeed, paced_send, percentiles_us, raw_hop
 from bench.table import render
+from tradingsystem.broker import credentials, trading_url
 from tradingsystem.common import wire
 from tradingsystem.common.bus import Publisher, Subscriber
 from tradingsystem.common.config import Settings
@@ -51,8 +65,6 @@ from tradingsystem.common.services import PIPELINE
 from tradingsystem.supervisor import Pipeline, get_json, scrape, settings_yaml, total
 from tradingsystem_testing import eventually, free_port
 
-SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN"]
-TICK_STEP = 1e-5  # relative price step of the triangle wave: far inside the risk price band
 ORDER_HIST = "tradingsystem_tick_to_order_latency_seconds"
 STALL_S = 0.5  # a subscriber that takes nothing for this long has lost the rest
 
@@ -60,27 +72,37 @@ STALL_S = 0.5  # a subscriber that takes nothing for this long has lost the rest
 @dataclass(frozen=True)
 class Config:
     rates: tuple[int, ...] = (1_000, 5_000, 10_000)
-    seconds: float = 10.0  # measured time per rate
+    seconds: float = 8.0  # measured time per rate, 2 hops
     order_rate: float = 300.0  # signals (= approved orders) per second, at every tick rate
-    exec_order_rate: float = 20.0  # with the execution engine (it submits serially over REST)
+    exec_seconds: float = 40.0  # measured time per rate, 3 hops: ~4,800 samples in all
+    exec_order_rate: float = 40.0  # with the execution engine (it submits serially over REST)
+    floor_orders: int = 200  # bare submit + fsync round trips per rate (the execution floor)
     warmup_s: float = 1.0
-    ladder: tuple[int, ...] = (10_000, 20_000, 30_000, 40_000, 50_000, 75_000, 100_000, 150_000)
+    ladder: tuple[int, ...] = (10_000, 30_000, 50_000, 75_000, 100_000, 150_000)
     ladder_seconds: float = 2.0
     raw_messages: int = 200_000
+    raw_seconds: float = 3.0  # paced raw hop per tick rate (the floor of the latency table)
+    # market-data ingest: simulator steps/s (a quote and a trade per symbol per step)
+    ingest_steps: tuple[int, ...] = (2_500, 5_000, 10_000, 15_000)
+    ingest_seconds: float = 2.0
 
 
-QUICK = Config(seconds=3.0, ladder=(10_000, 30_000, 100_000), ladder_seconds=1.0, raw_messages=50_000)
+QUICK = Config(
+    rates=(5_000,),
+    seconds=2.0,
+    exec_seconds=2.0,
+    floor_orders=40,
+    warmup_s=0.5,
+    ladder=(10_000,),
+    ladder_seconds=1.0,
+    raw_messages=50_000,
+    raw_seconds=1.0,
+    ingest_steps=(5_000,),
+    ingest_seconds=1.0,
+)
 
 
 # --- helpers --------------------------------------------------------------------------------
-def percentiles_us(samples_ns: list[int]) -> tuple[float | str, ...]:
-    """p50, p99, p999 in microseconds from raw samples (linear interpolation)."""
-    if not samples_ns:
-        return ("-", "-", "-")
-    p = np.percentile(np.asarray(samples_ns, dtype=np.float64), [50, 99, 99.9]) / 1e3
-    return float(p[0]), float(p[1]), float(p[2])
-
-
 def hist_quantile_us(before: dict[str, float], after: dict[str, float], q: float) -> str:
     """Upper bucket bound holding quantile ``q`` of the observations between two scrapes."""
     buckets = []
@@ -96,26 +118,6 @@ def hist_quantile_us(before: dict[str, float], after: dict[str, float], q: float
         if cum >= q * count:
             return "> 5 s" if le == float("inf") else f"<= {le * 1e6:,.0f}"
     return "-"
-
-
-class TriangleFeed:
-    """Trades round-robin over the symbols; each symbol's price rises for ``leg`` of its ticks,
-    then falls for ``leg``: a fast=1/slow=2 EMA crossover signals at every turn, so one signal
-    per ``leg`` ticks overall."""
-
-    def __init__(self, symbols: list[str], leg: int) -> None:
-        self.symbols = symbols
-        self.leg = max(2, leg)
-        self._n = 0
-
-    def next(self) -> wire.Trade:
-        i, k = divmod(self._n, len(self.symbols))
-        self._n += 1
-        pos = i % (2 * self.leg)
-        level = pos if pos < self.leg else 2 * self.leg - pos
-        now = time.time_ns()
-        price = (100.0 + 10 * k) * (1 + TICK_STEP * level)
-        return wire.Trade(symbol=self.symbols[k], price=price, size=1.0, exch_ts=now, origin_ts=now)
 
 
 def bench_settings(workdir: Path) -> Settings:
@@ -208,9 +210,15 @@ class RateResult:
     rate: int
     ticks: int = 0
     seconds: float = 0.0
-    signals: list[int] = field(default_factory=list)  # tick -> signal (ns)
-    intents: list[int] = field(default_factory=list)  # tick -> approved order
-    acks: list[int] = field(default_factory=list)  # tick -> first execution report
+    signals: list[int] = field(default_factory=list)  # tick -> signal received here (ns)
+    intents: list[int] = field(default_factory=list)  # tick -> approved order received here
+    acks: list[int] = field(default_factory=list)  # tick -> first execution report received here
+    # Per service hop, from the publishers' own send stamps (``ts``): tick sent -> signal
+    # published, signal published -> intent published, intent published -> report published.
+    signal_hop: list[int] = field(default_factory=list)
+    risk_hop: list[int] = field(default_factory=list)
+    exec_hop: list[int] = field(default_factory=list)
+    floor: list[int] = field(default_factory=list)  # execution floor: bare submit + one fsync
     rejections: int = 0
     submit: tuple[str, str, int] = ("-", "-", 0)  # execution's histogram: p50, p99, count
 
@@ -232,6 +240,8 @@ class LatencyBench:
         self._by_sock = {sub.sock: sub for sub in self.subs}
         self._acked: set[str] = set()
         self._intent_cids: set[str] = set()
+        self._signal_ts: dict[tuple[str, int], int] = {}  # (symbol, origin_ts) -> signal's ts
+        self._intent_ts: dict[str, int] = {}  # cid -> intent's ts
 
     def close(self) -> None:
         for sub in self.subs:
@@ -252,7 +262,7 @@ class LatencyBench:
             self.pub.heartbeat(every=0.5)
             self._collect(res, timeout_ms=1)
         res.seconds = time.perf_counter() - t0
-        deadline = time.monotonic() + 15.0
+        deadline = time.monotonic() + 30.0
         quiet_until = time.monotonic() + 0.5
         while time.monotonic() < deadline:
             if self._collect(res, timeout_ms=50):
@@ -260,6 +270,7 @@ class LatencyBench:
             elif time.monotonic() > quiet_until and (not acks or self._intent_cids <= self._acked):
                 break
             self.pub.heartbeat(every=0.5)
+        self._signal_ts.clear()
         return res
 
     def _collect(self, res: RateResult, timeout_ms: int) -> int:
@@ -275,21 +286,111 @@ class LatencyBench:
                 got += 1
                 if isinstance(msg, wire.Signal):
                     res.signals.append(now - msg.origin_ts)
+                    res.signal_hop.append(msg.ts - msg.origin_ts)
+                    self._signal_ts[(msg.symbol, msg.origin_ts)] = msg.ts
                 elif isinstance(msg, wire.OrderIntent):
                     res.intents.append(now - msg.origin_ts)
                     self._intent_cids.add(msg.client_order_id)
+                    self._intent_ts[msg.client_order_id] = msg.ts
+                    signal_ts = self._signal_ts.pop((msg.symbol, msg.origin_ts), None)
+                    if signal_ts is not None:
+                        res.risk_hop.append(msg.ts - signal_ts)
                 elif isinstance(msg, wire.Rejection):
                     res.rejections += 1
                 elif isinstance(msg, wire.ExecutionReport) and msg.client_order_id not in self._acked:
                     self._acked.add(msg.client_order_id)
                     res.acks.append(now - msg.origin_ts)
+                    intent_ts = self._intent_ts.pop(msg.client_order_id, None)
+                    if intent_ts is not None:
+                        res.exec_hop.append(msg.ts - intent_ts)
         return got
+
+
+class ExecutionFloor:
+    """What the execution hop cannot go below: a bare alpaca-py ``submit_order`` round trip to
+    the same simulator, plus one fsync of a WAL frame's size on the order store's file system
+    (the engine makes an order durable before it may reach the broker)."""
+
+    FRAME = 4096 + 24  # one SQLite page plus its WAL frame header
+
+    def __init__(self, url: str | None, key: str, secret: str, path: Path) -> None:
+        self.client = TradingClient(key, secret, raw_data=True, url_override=url)
+        self.path = path
+        self._n = 0
+
+    def measure(self, n: int, rate: float) -> list[int]:
+        """``n`` orders (buy/sell alternating) at ``rate``/s; ns per fsync + round trip."""
+        samples: list[int] = []
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            start = time.perf_counter()
+            for i in range(n):
+                wait = start + i / rate - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                self._n += 1
+                req = MarketOrderRequest(
+                    symbol=SYMBOLS[i % len(SYMBOLS)],
+                    qty=1,
+                    side=OrderSide.BUY if self._n % 2 else OrderSide.SELL,
+                    time_in_force=TimeInForce.DAY,
+                    client_order_id=f"bench-floor-{os.getpid()}-{self._n}",
+                )
+                t0 = time.perf_counter_ns()
+                os.write(fd, b"\0" * self.FRAME)
+                os.fsync(fd)
+                with contextlib.suppress(APIError):  # a refusal is a round trip all the same
+                    self.client.submit_order(req)
+                samples.append(time.perf_counter_ns() - t0)
+        finally:
+            os.close(fd)
+        return samples
+
+
+def _floor_main(args: tuple[Any, ...], n: int, rate: float, ready: Any, go: Any, out: Any) -> None:
+    floor = ExecutionFloor(*args)
+    floor.measure(5, rate)  # warm: imports, connection
+    ready.set()
+    go.wait(60)
+    out.put(floor.measure(n, rate))
+
+
+class FloorProcess:
+    """``ExecutionFloor`` in a child process, measuring *while* a 3-hop phase runs, so the floor
+    sees the same host and simulator load as the engine (measured alone, its round trip was
+    faster than the engine's under the tick load, which flattered neither)."""
+
+    def __init__(self, settings: Settings, workdir: Path) -> None:
+        self._args = (trading_url(settings), *credentials(settings), workdir / "floor.fsync")
+
+    def start(self, n: int, rate: float) -> None:
+        ctx = mp.get_context("spawn")
+        self._ready, self._go, self._out = ctx.Event(), ctx.Event(), ctx.Queue()
+        self._proc = ctx.Process(
+            target=_floor_main, args=(self._args, n, rate, self._ready, self._go, self._out), daemon=True
+        )
+        self._proc.start()
+        if not self._ready.wait(60):
+            raise RuntimeError("the execution-floor process did not start")
+
+    def go(self) -> None:
+        self._go.set()
+
+    def result(self, timeout: float) -> list[int]:
+        try:
+            samples: list[int] = self._out.get(timeout=timeout)
+            return samples
+        finally:
+            self._proc.join(timeout=5)
+            if self._proc.is_alive():
+                self._proc.kill()
 
 
 @dataclass
 class LatencyResults:
     two_hop: list[RateResult]  # signal-bridge + risk-manager only, many orders
     three_hop: list[RateResult]  # plus execution-engine and the broker, fewer orders
+    raw: dict[int, RawHop] = field(default_factory=dict)  # the floor, per tick rate
 
 
 def latency(cfg: Config) -> LatencyResults:
@@ -313,13 +414,18 @@ def latency(cfg: Config) -> LatencyResults:
                     Path(f"{settings.risk.state_path}{suffix}").unlink(missing_ok=True)
                 _start(pipe, "risk-manager", pub)
                 _start(pipe, "execution-engine", pub)
+                floor = FloorProcess(settings, workdir)
                 bench.run(min(cfg.rates), cfg.warmup_s, cfg.exec_order_rate, acks=True)
                 exec_metrics = pipe.url("execution-engine", "/metrics")
                 three = []
                 for rate in cfg.rates:
+                    # The floor is measured in parallel, spread over the phase.
+                    floor.start(cfg.floor_orders, cfg.floor_orders / cfg.exec_seconds)
                     before = scrape(exec_metrics)
-                    res = bench.run(rate, cfg.seconds, cfg.exec_order_rate, acks=True)
+                    floor.go()
+                    res = bench.run(rate, cfg.exec_seconds, cfg.exec_order_rate, acks=True)
                     after = scrape(exec_metrics)
+                    res.floor = floor.result(timeout=cfg.exec_seconds + 60)
                     count = total(after, f"{ORDER_HIST}_count") - total(before, f"{ORDER_HIST}_count")
                     res.submit = (
                         hist_quantile_us(before, after, 0.5),
@@ -327,31 +433,138 @@ def latency(cfg: Config) -> LatencyResults:
                         int(count),
                     )
                     three.append(res)
-                return LatencyResults(two, three)
             finally:
                 bench.close()
     finally:
         pub.close()
+    # The floor of every hop, at each tick rate: the hop alone, right after the pipeline stopped.
+    raw = {rate: raw_hop(min(cfg.raw_messages, int(rate * cfg.raw_seconds)), rate) for rate in cfg.rates}
+    return LatencyResults(two, three, raw)
+
+
+def _ratio(value: float | str, floor: float | str) -> str:
+    if isinstance(value, str) or isinstance(floor, str) or floor <= 0:
+        return "-"
+    return f"{value / floor:.1f}x"
+
+
+def _minus(value: float | str, floor: float | str) -> str:
+    if isinstance(value, str) or isinstance(floor, str):
+        return "-"
+    return f"{value - floor:,.0f}"
+
+
+def _row(
+    phase: str,
+    path: str,
+    hops: object,
+    samples: list[int],
+    raw_p: tuple[float | str, ...],
+    floor: list[int] | None = None,
+) -> tuple[object, ...]:
+    p = percentiles_us(samples)
+    f = percentiles_us(floor) if floor is not None else ("-", "-", "-")
+    return (
+        "",
+        phase,
+        path,
+        hops,
+        len(samples),
+        *p,
+        _ratio(p[0], raw_p[0]),
+        _ratio(p[1], raw_p[1]),
+        _minus(p[0], f[0]) if floor is not None else "",
+        _minus(p[1], f[1]) if floor is not None else "",
+    )
+
+
+HEADERS = (
+    "ticks/s",
+    "phase",
+    "path",
+    "hops",
+    "samples",
+    "p50 us",
+    "p99 us",
+    "p999 us",
+    "p50 x raw",
+    "p99 x raw",
+    "p50 - exec floor",
+    "p99 - exec floor",
+)
 
 
 def latency_table(results: LatencyResults, cfg: Config) -> str:
+    """One table: per tick rate the raw hop (floor), each service hop and the end-to-end paths,
+    each as a ratio to the raw hop; the execution rows also minus the execution floor."""
     rows: list[tuple[object, ...]] = []
-    for phase, runs in (("2 hops", results.two_hop), ("3 hops", results.three_hop)):
-        for r in runs:
-            head = (f"{r.rate:,}", f"{r.ticks / r.seconds:,.0f}", phase)
-            rows.append((*head, "tick -> signal", len(r.signals), *percentiles_us(r.signals)))
-            rows.append(("", "", "", "tick -> approved order", len(r.intents), *percentiles_us(r.intents)))
-            if phase == "3 hops":
-                p50, p99, n = r.submit
-                rows.append(("", "", "", "tick -> submit start (histogram)", n, p50, p99, "-"))
-                rows.append(("", "", "", "tick -> broker ack", len(r.acks), *percentiles_us(r.acks)))
+    three_by_rate = {r.rate: r for r in results.three_hop}
+    for two in results.two_hop:
+        raw = results.raw.get(two.rate)
+        raw_p = raw.latency_us if raw is not None else ("-", "-", "-")
+        raw_n = raw.received if raw is not None else 0
+        rows.append(
+            (
+                f"{two.rate:,}",
+                "floor",
+                "raw ZeroMQ hop (decode only)",
+                1,
+                raw_n,
+                *raw_p,
+                "1.0x",
+                "1.0x",
+                "",
+                "",
+            )
+        )
+        three = three_by_rate.get(two.rate)
+        for phase, r in (("2 hops", two), ("3 hops", three)):
+            if r is None:
+                continue
+            rows += [
+                _row(phase, "tick -> signal published (signal-bridge hop)", 1, r.signal_hop, raw_p),
+                _row("", "signal -> intent published (risk-manager hop)", 1, r.risk_hop, raw_p),
+                _row("", "tick -> approved order received (end to end)", 3, r.intents, raw_p),
+            ]
+        if three is None:
+            continue
+        p50, p99, n = three.submit
+        rows += [
+            _row("", "execution floor: alpaca-py submit_order + 1 fsync", "-", three.floor, raw_p),
+            _row("", "intent -> report published (execution hop)", 1, three.exec_hop, raw_p, three.floor),
+            ("", "", "tick -> submit start (engine histogram)", 3, n, p50, p99, "-", "", "", "", ""),
+            _row("", "tick -> broker ack received (end to end)", 4, three.acks, raw_p, three.floor),
+        ]
+    if len(results.three_hop) > 1:  # every 3-hop sample, all tick rates together
+
+        def pooled(attr: str) -> list[int]:
+            return [x for r in results.three_hop for x in getattr(r, attr)]
+
+        floor = pooled("floor")
+        rows += [
+            (
+                "all",
+                "3 hops",
+                "execution floor: alpaca-py submit_order + 1 fsync",
+                "-",
+                len(floor),
+                *percentiles_us(floor),
+                "",
+                "",
+                "",
+                "",
+            ),
+            _row("", "intent -> report published (execution hop)", 1, pooled("exec_hop"), ("-",) * 3, floor),
+            _row("", "tick -> broker ack received (end to end)", 4, pooled("acks"), ("-",) * 3, floor),
+        ]
     rejections = sum(r.rejections for r in (*results.two_hop, *results.three_hop))
     return render(
-        ("ticks/s", "sent/s", "phase", "endpoint", "samples", "p50 us", "p99 us", "p999 us"),
+        HEADERS,
         rows,
-        f"tick -> order latency, {cfg.seconds:g} s per rate; 2 hops: ~{cfg.order_rate:g} orders/s, "
-        f"no execution engine; 3 hops: ~{cfg.exec_order_rate:g} orders/s to the simulated broker "
-        f"(risk rejections: {rejections})",
+        f"tick -> order latency against its floors; 2 hops: {cfg.seconds:g} s per rate at "
+        f"~{cfg.order_rate:g} orders/s, no execution engine; 3 hops: {cfg.exec_seconds:g} s per rate at "
+        f"~{cfg.exec_order_rate:g} orders/s to the simulated broker (risk rejections: {rejections}). "
+        "'hops': ZeroMQ hops on the path; 'x raw': ratio to the raw hop at the same tick rate",
     )
 
 
@@ -379,20 +592,6 @@ class LadderStep:
         return self.lost == 0 and self.gaps == 0 and self.drain_s <= 0.1 * self.send_s + 0.1
 
 
-def _paced_send(pub: Publisher, feed: TriangleFeed, rate: int, n: int) -> float:
-    t0 = time.perf_counter()
-    sent = 0
-    while sent < n:
-        due = min(n, int((time.perf_counter() - t0) * rate) + 1)
-        while sent < due:
-            pub.publish(feed.next())
-            sent += 1
-        left = (sent / rate) - (time.perf_counter() - t0)
-        if left > 0:
-            time.sleep(min(left, 0.001))
-    return time.perf_counter() - t0
-
-
 def throughput(cfg: Config) -> list[LadderStep]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     settings = bench_settings(workdir)
@@ -413,7 +612,7 @@ def throughput(cfg: Config) -> list[LadderStep]:
             for rate in cfg.ladder:
                 r0, g0 = counts()
                 n = int(rate * cfg.ladder_seconds)
-                send_s = _paced_send(pub, feed, rate, n)
+                send_s = paced_send(pub, feed, rate, n)
                 t_end = time.perf_counter()
                 # Poll until all arrived, or nothing more arrived for STALL_S (the rest is lost).
                 last, progress_at = -1, t_end
@@ -463,73 +662,6 @@ def throughput_table(steps: list[LadderStep]) -> str:
     )
 
 
-def _raw_subscriber(endpoint: str, n: int, ready: Any, out: Any) -> None:
-    sub = Subscriber(endpoint, [wire.TOPIC_TRADE, wire.TOPIC_HEARTBEAT])
-    while not sub.sock.poll(100):  # heartbeats prove the subscription is live
-        pass
-    sub.recv()
-    ready.set()
-    count = gaps = 0
-    first = last = 0.0
-    latencies: list[int] = []
-    while count < n:
-        try:
-            r = sub.recv(zmq.NOBLOCK)
-        except zmq.Again:
-            if not sub.sock.poll(2000):
-                break
-            continue
-        if isinstance(r.msg, wire.Trade):
-            latencies.append(time.time_ns() - r.msg.ts)
-            last = time.perf_counter()
-            first = first or last
-            count += 1
-            gaps += r.gap
-    out.put((count, gaps, last - first, percentiles_us(latencies)))
-    sub.close()
-
-
-@dataclass
-class RawHop:
-    rate: int | None  # None: unpaced
-    sent: int
-    send_s: float
-    received: int
-    gaps: int
-    recv_s: float
-    latency_us: tuple[float | str, ...]
-
-
-def raw_hop(n: int, rate: int | None = None) -> RawHop:
-    """Publisher -> Subscriber (decode + gap check only) in another process."""
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    pub = Publisher(endpoint, service="bench-raw", sndhwm=n)
-    ctx = mp.get_context("spawn")
-    ready, out = ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=_raw_subscriber, args=(endpoint, n, ready, out), daemon=True)
-    proc.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not ready.is_set() and time.monotonic() < deadline:
-            pub.publish(wire.Heartbeat(service="bench-raw"))
-            time.sleep(0.01)
-        feed = TriangleFeed(SYMBOLS, 10_000)
-        if rate is None:
-            t0 = time.perf_counter()
-            for _ in range(n):
-                pub.publish(feed.next())
-            send_s = time.perf_counter() - t0
-        else:
-            send_s = _paced_send(pub, feed, rate, n)
-        count, gaps, recv_s, latency_us = out.get(timeout=60)
-        return RawHop(rate, n, send_s, count, gaps, recv_s, latency_us)
-    finally:
-        proc.join(timeout=5)
-        if proc.is_alive():
-            proc.kill()
-        pub.close()
-
-
 def raw_table(hops: list[RawHop]) -> str:
     rows = [
         (
@@ -538,7 +670,7 @@ def raw_table(hops: list[RawHop]) -> str:
             f"{h.sent / h.send_s:,.0f}",
             h.received,
             h.gaps,
-            f"{h.received / h.recv_s:,.0f}" if h.recv_s > 0 else "-",
+            f"{h.decode_per_s:,.0f}" if h.recv_s > 0 else "-",
             *(h.latency_us if h.rate else ("-", "-", "-")),  # unpaced latency is queueing
         )
         for h in hops
@@ -575,8 +707,9 @@ def main(quick: bool = False, cfg: Config | None = None) -> None:
         print()
         print(throughput_table(throughput(cfg)))
         print()
-        paced = min(cfg.raw_messages, 5 * max(cfg.rates))  # 5 s at the top tick rate
-        print(raw_table([raw_hop(paced, max(cfg.rates)), raw_hop(cfg.raw_messages)]))
+        print(raw_table([raw_hop(cfg.raw_messages)]))  # capacity; its paced latency is above
+        print()
+        print(ingest.table(ingest.ladder(cfg.ingest_steps, cfg.ingest_seconds)))
         print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -125,6 +125,11 @@ def _measure(kind: str, steps_per_s: float, seconds: float) -> tuple[float, floa
     return offered, sent / seconds, count / seconds, status
 
 
+def measure_sdk(steps_per_s: float, seconds: float) -> tuple[float, float, float, str]:
+    """alpaca-py's client at ``steps_per_s``: offered, sent/s, received/s, status (``ok``)."""
+    return _measure("sdk", steps_per_s, seconds)
+
+
 def main(quick: bool = False) -> None:
     seconds = 2.0 if quick else 5.0
     rates = (250, 2_500, 10_000) if quick else (250, 2_500, 5_000, 10_000, 25_000, 100_000)

@@ -64,3 +64,12 @@ def test_every_state_change_lands_in_the_outbox_with_a_durable_gap_free_sequence
     assert again.reports_since(0, limit=1)[0].report_seq == 1
     assert again.known(["a", "zzz", "b"]) == {"a", "b"}
     again.close()
+
+
+def test_a_batch_of_intents_is_stored_in_one_commit_and_replays_are_left_out(tmp_path: Path) -> None:
+    store = OrderStore(tmp_path / "exec.sqlite")
+    assert store.add(_order("a"))
+    new = store.add_many([_order("a"), _order("b"), _order("c")])
+    assert [o.client_order_id for o in new] == ["b", "c"]
+    assert store.known(["a", "b", "c", "d"]) == {"a", "b", "c"}
+    store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import tempfile
 import threading
 import time
@@ -353,3 +354,17 @@ def test_without_a_token_the_control_port_is_not_opened(tmp_path: Path) -> None:
     finally:
         service.http.server.server_close()
         service.store.close()
+
+
+def test_every_approved_intent_is_reserved_on_disk_before_it_is_published(harness: Harness) -> None:
+    h = harness
+    for ts in range(1, 9):  # a burst: approvals of one drained batch share one write
+        h.signals.publish(sig(100.0, ts=ts))
+    path = h.service.settings.risk.state_path
+    for _ in range(8):
+        intent = h.next_decision(OrderIntent)
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:  # another reader, as after a crash
+            stored = db.execute(
+                "SELECT 1 FROM risk_open_orders WHERE client_order_id = ?", (intent.client_order_id,)
+            ).fetchall()
+        assert stored, f"{intent.client_order_id} published before its reservation was written"

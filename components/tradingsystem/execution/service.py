@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -79,7 +80,7 @@ log = logging.getLogger(__name__)
 
 SERVICE = EXECUTION_ENGINE.name
 RISK_SERVICE = RISK_MANAGER.name
-_POLL_MS = 10  # bus loop wake-up: bounds report publishing delay and stop latency
+_POLL_MS = 100  # bus loop idle wake-up: bounds stop latency and heartbeat jitter
 _MAX_BATCH = 256  # messages taken from the bus before publishing the outbox again
 SYNC_BATCH = 500  # reports per resync answer; the risk manager asks again for the rest
 
@@ -114,6 +115,11 @@ class ExecutionService:
         self._work: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._head = self._published = self.store.head()  # outbox: written / published live
         OUTBOX_HEAD.set(self._head)
+        # The worker wakes the bus thread when it commits a report: publishing must not wait
+        # for the next poll timeout. A pipe, because a ZeroMQ socket must not cross threads.
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._last_reconcile = 0.0
 
     @property
@@ -151,6 +157,8 @@ class ExecutionService:
             OPEN_ORDERS.set(len(self.engine.open))
             self._head = max(self._head, report.report_seq)
         OUTBOX_HEAD.set(report.report_seq)
+        with contextlib.suppress(OSError):  # a full pipe already holds a wake-up; closed: stopped
+            os.write(self._wake_w, b"\0")
 
     def _reject(self, order: Order, why: ExecRejectReason, detail: str) -> None:
         log.warning("order %s rejected (%s): %s", order.client_order_id, why.value, detail)
@@ -319,11 +327,18 @@ class ExecutionService:
         curve = self.settings.bus.curve
         return load_curve(curve.keys_dir, SERVICE, server) if curve.enabled else None
 
-    def _on_intent(self, intent: OrderIntent) -> None:
-        order = Order.from_intent(intent, created_ns=now_ns())
-        if not self.store.add(order):
-            log.debug("duplicate intent %s ignored", intent.client_order_id)
-            return
+    def _on_intents(self, intents: list[OrderIntent]) -> None:
+        """Persist the intents of one bus batch in one commit (group commit: one fsync), then
+        admit each; none reaches the worker, hence the broker, before it is on disk."""
+        created = now_ns()
+        orders = [Order.from_intent(i, created_ns=created) for i in intents]
+        new = self.store.add_many(orders)
+        if len(new) < len(orders):
+            log.debug("%d duplicate intent(s) ignored", len(orders) - len(new))
+        for order in new:
+            self._admit(order)
+
+    def _admit(self, order: Order) -> None:
         ORDERS.labels(order.status.value).inc()
         with self._lock:
             verdict = self.engine.admit(order, now_ns())
@@ -376,9 +391,16 @@ class ExecutionService:
             stream = self._start_stream()
             self.health.set_ready(True)
             log.info("execution-engine ready: %d open orders reconciled", len(self._open))
+            poller = zmq.Poller()
+            poller.register(sub.sock, zmq.POLLIN)
+            poller.register(self._wake_r, zmq.POLLIN)
             while not stop.is_set():
-                if sub.sock.poll(_POLL_MS):
+                ready = dict(poller.poll(_POLL_MS))
+                if sub.sock in ready:
                     self._receive(sub, pub)
+                if self._wake_r in ready:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._wake_r, 4096)
                 self._publish_outbox(pub)
                 pub.heartbeat(every=bus.heartbeat_interval_s)
             return 0
@@ -394,13 +416,17 @@ class ExecutionService:
                     sock.close()
             http.stop()
             self.store.close()
+            if not worker.is_alive():  # else it may still write: never to a reused fd number
+                os.close(self._wake_r)
+                os.close(self._wake_w)
 
     def _receive(self, sub: Subscriber, pub: Publisher) -> None:
+        intents: list[OrderIntent] = []
         for _ in range(_MAX_BATCH):
             try:
                 rec = sub.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                break
             except WireError:
                 MESSAGES_DROPPED.labels(SERVICE, "malformed").inc()
                 continue
@@ -412,10 +438,15 @@ class ExecutionService:
                     # Not lost: the risk manager replays every intent this engine does not know.
                     SEQUENCE_GAPS.labels(SERVICE, "order").inc(rec.gap)
                     log.warning("missed %d approved orders upstream; the risk manager replays them", rec.gap)
-                self._on_intent(rec.msg)
+                intents.append(rec.msg)
             elif isinstance(rec.msg, SyncRequest):
                 MESSAGES_IN.labels(SERVICE, "sync").inc()
+                if intents:  # stored first: the answer's ``unknown`` must not list them
+                    self._on_intents(intents)
+                    intents = []
                 self._on_sync(rec.msg, pub)
+        if intents:
+            self._on_intents(intents)
 
 
 def run(settings: Settings) -> int:

@@ -3,8 +3,8 @@
 The order row is written as PENDING_SUBMIT *before* the HTTP submit, so after a crash the
 restarted engine knows the order may exist at the broker and looks it up by its
 client_order_id before it would ever resubmit. WAL with ``synchronous=FULL``: every commit
-is on disk before the call returns, which is what the money path needs (an order costs one
-fsync, far below a broker round trip).
+is on disk before the call returns, which is what the money path needs. The intents that
+arrive together are inserted in one transaction (``add_many``: one fsync for the batch).
 
 The outbox: every order/fill state change writes its ``ExecutionReport`` in the same
 transaction, under ``report_seq`` = an AUTOINCREMENT key (durable, gap-free, never reused,
@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from tradingsystem.common.sqlite import connect
+from tradingsystem.common.sqlite import Checkpointer, connect
 from tradingsystem.common.wire import ExecutionReport, OrderStatus, OrderType, Side, TimeInForce
 from tradingsystem.execution.orders import TERMINAL, Fill, Order
 
@@ -115,6 +115,7 @@ class OrderStore:
 
     def __init__(self, path: Path | str) -> None:
         self._db = connect(path, _SCHEMA, synchronous="FULL")
+        self._checkpointer = Checkpointer(path)
         self._lock = threading.Lock()
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(orders)")}
         if "approved_ts" not in columns:  # a store written before the column existed
@@ -122,12 +123,24 @@ class OrderStore:
 
     def add(self, order: Order) -> bool:
         """Insert a new order; False if its client_order_id is already known (a replayed intent)."""
+        return bool(self.add_many([order]))
+
+    def add_many(self, orders: list[Order]) -> list[Order]:
+        """Insert new orders in one transaction, so one fsync covers them all (group commit);
+        returns those that were new (a known client_order_id is a replayed intent)."""
+        sql = f"INSERT OR IGNORE INTO orders ({_COLUMNS}) VALUES ({','.join('?' * _N_COLUMNS)})"
+        new = []
         with self._lock:
-            cur = self._db.execute(
-                f"INSERT OR IGNORE INTO orders ({_COLUMNS}) VALUES ({','.join('?' * _N_COLUMNS)})",
-                _row(order),
-            )
-            return cur.rowcount == 1
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for order in orders:
+                    if self._db.execute(sql, _row(order)).rowcount == 1:
+                        new.append(order)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return new
 
     def save(self, order: Order, fill: Fill | None = None, ts: int = 0) -> ExecutionReport:
         """Persist the order's state, the fill that produced it and its report (the outbox),
@@ -231,5 +244,6 @@ class OrderStore:
         return int(n)
 
     def close(self) -> None:
+        self._checkpointer.close()
         with self._lock:
             self._db.close()

@@ -29,6 +29,8 @@ def _ts_ns(t: Any) -> int:
 
 
 def _num(v: Any) -> float:
+    if type(v) is float:  # the common case, first
+        return v
     # bool is an int subclass: a boolean price is malformed, not 1.0.
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise MalformedTick(f"number expected, got {type(v).__name__}")

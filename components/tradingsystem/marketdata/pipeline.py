@@ -45,6 +45,7 @@ class TickPipeline:
         # Bound metric children once: a label lookup per tick is measurable.
         self._dropped = {r: MESSAGES_DROPPED.labels(SERVICE, r.value) for r in DropReason}
         self._last_ts = {s: LAST_TICK_TIMESTAMP.labels(s) for s in settings.symbols}
+        self._last_ns: dict[str, int] = {}  # set on the gauges by ``flush_metrics``
         self._errors_logged: set[type[Exception]] = set()
 
     def on_trade(self, m: dict[str, Any], now: int) -> None:
@@ -95,5 +96,11 @@ class TickPipeline:
         if reason is not None:
             self._dropped[reason].inc()
             return None
-        self._last_ts[tick.symbol].set(now / 1e9)
+        self._last_ns[tick.symbol] = now
         return tick
+
+    def flush_metrics(self) -> None:
+        """Set the last-tick gauges (the service calls this on its timer, not per tick)."""
+        for symbol, ns in self._last_ns.items():
+            self._last_ts[symbol].set(ns / 1e9)
+        self._last_ns.clear()

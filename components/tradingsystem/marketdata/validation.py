@@ -36,6 +36,9 @@ class DropReason(enum.StrEnum):
     INTERNAL_ERROR = "internal_error"  # handling the message raised: a defect, logged (set by the pipeline)
 
 
+_INF = math.inf
+
+
 def _positive(*xs: float) -> bool:
     return all(math.isfinite(x) and x > 0 for x in xs)
 
@@ -98,19 +101,21 @@ class TickValidator:
             st.newest_ts[kind] = ts
         return None
 
+    # Trades and quotes are the per-tick path: the checks are spelled out (``0 < x < inf`` is
+    # ``_positive``; NaN fails every comparison), without a generator per tick.
     @staticmethod
     def _trade_fields(t: wire.Trade) -> DropReason | None:
-        if not _positive(t.price):
+        if not 0.0 < t.price < _INF:
             return DropReason.BAD_PRICE
-        if not _positive(t.size):
+        if not 0.0 < t.size < _INF:
             return DropReason.BAD_SIZE
         return None
 
     @staticmethod
     def _quote_fields(q: wire.Quote) -> DropReason | None:
-        if not _positive(q.bid, q.ask):
+        if not (0.0 < q.bid < _INF and 0.0 < q.ask < _INF):
             return DropReason.BAD_PRICE
-        if not _non_negative(q.bid_size, q.ask_size):
+        if not (0.0 <= q.bid_size < _INF and 0.0 <= q.ask_size < _INF):
             return DropReason.BAD_SIZE
         if q.bid > q.ask:
             return DropReason.CROSSED_QUOTE

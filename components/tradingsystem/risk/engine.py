@@ -489,8 +489,9 @@ class RiskEngine:
     def _symbols_at_risk(self) -> set[str]:
         return {s for s in self.book.positions.keys() | self.pending.keys() if self.worst_case_qty(s)}
 
-    def worst_case_gross(self) -> Decimal:
-        return sum((self.worst_case_qty(s) * self.exposure_price(s) for s in self._symbols_at_risk()), ZERO)
+    def worst_case_gross(self, at_risk: set[str] | None = None) -> Decimal:
+        symbols = self._symbols_at_risk() if at_risk is None else at_risk
+        return sum((self.worst_case_qty(s) * self.exposure_price(s) for s in symbols), ZERO)
 
     def _limit_breach(
         self, symbol: str, side: Side, qty: Decimal, ref: Decimal
@@ -510,7 +511,7 @@ class RiskEngine:
         at_risk = self._symbols_at_risk()
         if symbol not in at_risk and len(at_risk) + 1 > lim.max_open_positions:
             return RejectReason.MAX_OPEN_POSITIONS, f"{len(at_risk)} open"
-        gross = self.worst_case_gross() + (after - self.worst_case_qty(symbol)) * ref
+        gross = self.worst_case_gross(at_risk) + (after - self.worst_case_qty(symbol)) * ref
         if gross > lim.max_gross_exposure:
             return RejectReason.MAX_GROSS_EXPOSURE, f"worst case {cents(gross)} > {lim.max_gross_exposure}"
         return None

@@ -9,13 +9,14 @@ control port is not opened at all.
 State changes are published as ``RiskStatus`` by the socket thread.
 
 Durability (docs/risk.md): the engine's ``PersistedState`` and the last applied report_seq
-are written to ``risk.state_path`` after every change that matters — an approval *before*
-its intent is published, a control *before* it is acknowledged, reports at the end of each
-batch, a state change before it is published. At start the stored state is restored (same
-trading day: same latches), the broker's open orders are counted, and a resync with the
-execution-engine's outbox (``risk.resync``) delivers every report missed while down and
-replays every approved intent the engine never received. After a restart with stored state,
-signals are rejected (``not_synced``) until that first resync has completed.
+are written to ``risk.state_path`` after every change that matters — the approvals and
+reports of a batch in one transaction at its end, *before* its intents are published (group
+commit), a control *before* it is acknowledged, a state change before it is published. At
+start the stored state is restored (same trading day: same latches), the broker's open
+orders are counted, and a resync with the execution-engine's outbox (``risk.resync``)
+delivers every report missed while down and replays every approved intent the engine never
+received. After a restart with stored state, signals are rejected (``not_synced``) until
+that first resync has completed.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ class RiskService:
         # first resync has delivered them. A first start's book is the broker's, fresh.
         self._synced = not self.warm
         self._dirty = False  # reports applied since the state was last written
+        self._held: list[OrderIntent] = []  # approved in this batch, published once written
         self.health = Health(SERVICE)
         port = rs.http_port if http_port is None else http_port
         token = token_from_settings(rs)  # ConfigError naming the field, before anything binds
@@ -142,6 +144,7 @@ class RiskService:
             for k in (TOPIC_SIGNAL, TOPIC_QUOTE, TOPIC_TRADE, TOPIC_EXEC, TOPIC_EXEC_SYNC, TOPIC_HEARTBEAT)
         }
         self._hop = {k: m.HOP_LATENCY.labels(SERVICE, k.decode()) for k in self._in}
+        self._out: dict[bytes, Any] = {}
         self._published: tuple[RiskState, str] | None = None
         self._gauges_due = 0.0
 
@@ -277,10 +280,20 @@ class RiskService:
                 if publisher == EXECUTION:
                     self.resync.need(SyncTrigger.EPOCH)
             self._dispatch(rec.msg, pub)
-        if self._dirty:
-            with self._lock:
-                self._persist()
-            self._dirty = False
+        self._flush(pub)
+
+    def _flush(self, pub: Publisher) -> None:
+        """Group commit: one write for the batch's reports and approvals, then the approved
+        intents are published (never before their reservation is written)."""
+        if not (self._dirty or self._held):
+            return
+        with self._lock:
+            self._persist()
+        self._dirty = False
+        held, self._held = self._held, []
+        for intent in held:
+            self._publish(pub, intent)
+        m.RISK_DECISIONS.inc(len(held))
 
     def _on_report(self, report: ExecutionReport) -> None:
         verdict = self.resync.on_report(report.report_seq)
@@ -363,16 +376,16 @@ class RiskService:
                         detail="waiting for the first resync with the execution-engine",
                         origin_ts=msg.origin_ts,
                     )
-                if isinstance(decision, OrderIntent):
-                    self._persist()  # the reservation is on disk before the order exists
             else:
                 m.MESSAGES_DROPPED.labels(SERVICE, "malformed").inc()
         if decision is None:
             return
-        self._publish(pub, decision)
         if isinstance(decision, OrderIntent):
-            m.RISK_DECISIONS.inc()
+            # Held until the batch's one commit (``_flush``): the reservation is on disk
+            # before the order exists, and a burst of approvals shares one write.
+            self._held.append(decision)
         else:
+            self._publish(pub, decision)
             m.RISK_REJECTS.labels(decision.reason.value).inc()
             log.info(
                 "rejected %s %s %g: %s %s",
@@ -385,7 +398,11 @@ class RiskService:
 
     def _publish(self, pub: Publisher, msg: Msg) -> None:
         topic = pub.publish(msg)
-        m.MESSAGES_OUT.labels(SERVICE, topic.split(b".", 1)[0].decode()).inc()
+        kind = topic.split(b".", 1)[0]
+        counter = self._out.get(kind)
+        if counter is None:  # bound once per kind: a label lookup per message is measurable
+            counter = self._out[kind] = m.MESSAGES_OUT.labels(SERVICE, kind.decode())
+        counter.inc()
 
     def _housekeeping(self, pub: Publisher) -> None:
         with self._lock:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import msgspec
 
-from tradingsystem.common.sqlite import connect
+from tradingsystem.common.sqlite import Checkpointer, connect
 from tradingsystem.risk.engine import PersistedOrder, PersistedState
 
 _SCHEMA = """
@@ -45,6 +45,7 @@ _decode_order = msgspec.msgpack.Decoder(PersistedOrder).decode
 class RiskStore:
     def __init__(self, path: Path | str) -> None:
         self._db = connect(path, _SCHEMA, synchronous="NORMAL")
+        self._checkpointer = Checkpointer(path)
         self._lock = threading.Lock()
 
     def load(self) -> tuple[PersistedState, dict[str, PersistedOrder], int | None] | None:
@@ -92,6 +93,7 @@ class RiskStore:
                     self._db.execute("PRAGMA synchronous=NORMAL")
 
     def close(self) -> None:
+        self._checkpointer.close()
         with self._lock:
             self._db.close()
 

@@ -105,6 +105,7 @@ class SignalService(BackgroundLoop):
         hb_every = self.settings.bus.heartbeat_interval_s
         last_upstream = float("-inf")
         engine = self.engine
+        log_signals = log.isEnabledFor(logging.INFO)
         while not self._stop.is_set():
             if sub.sock.poll(_POLL_MS, zmq.POLLIN):
                 # Drain what is queued before the per-wakeup housekeeping below: one poll
@@ -138,16 +139,17 @@ class SignalService(BackgroundLoop):
                         pub.publish(sig)
                         out.inc()
                         SIGNALS.labels(sig.strategy, sig.action.value).inc()
-                        log.info(
-                            "signal",
-                            extra={
-                                "fields": {
-                                    "symbol": sig.symbol,
-                                    "action": sig.action.value,
-                                    "strength": round(sig.strength, 3),
-                                }
-                            },
-                        )
+                        if log_signals:  # the record's dict is not built when INFO is off
+                            log.info(
+                                "signal",
+                                extra={
+                                    "fields": {
+                                        "symbol": sig.symbol,
+                                        "action": sig.action.value,
+                                        "strength": round(sig.strength, 3),
+                                    }
+                                },
+                            )
                 last_upstream = time.monotonic()
             connected = time.monotonic() - last_upstream < self._upstream_timeout_s
             if connected != self.health.ready:
