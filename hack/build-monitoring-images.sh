@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Images, without any registry, for the monitoring chain in the kind cluster: the Prometheus
-# operator and its config reloader (built from their Go module by
-# hack/build-prometheus-operator.sh) and Prometheus itself (Debian's package, the binary this
-# machine's .ci/run installs). Each is a minimal rootfs `docker import`ed under a local name tagged
-# with a hash of its inputs, rebuilt only when they change. Needs a running dockerd (DOCKER_HOST;
+# operator and its config reloader (hack/build-prometheus-operator.sh) and Prometheus
+# (hack/build-prometheus.sh), all built from their Go modules. Each is a minimal rootfs
+# `docker import`ed under a local name tagged with a hash of its inputs, rebuilt only when they
+# change. Needs a running dockerd (DOCKER_HOST;
 # the Python harness starts a private one). Progress on stderr; stdout, one per line:
 #   operator=<image> reloader=<image> prometheus=<image> prometheus-version=vX.Y.Z crds=<dir>
 #
@@ -11,16 +11,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PROMETHEUS_BIN="${PROMETHEUS_BIN:-/usr/bin/prometheus}"
 log() { printf '[monitoring-images] %s\n' "$*" >&2; }
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
 out=$(bash hack/build-prometheus-operator.sh)
 po_version=$(cat "$out/VERSION")
-[ -x "$PROMETHEUS_BIN" ] || { log "no $PROMETHEUS_BIN: apt-get install prometheus (Debian's package)"; exit 1; }
-# "prometheus, version 2.42.0+ds (branch: ...)" -> v2.42.0: the version the Prometheus CR declares.
-prom_version=v$("$PROMETHEUS_BIN" --version 2>&1 | sed -n 's/^prometheus, version \([0-9][0-9.]*\).*/\1/p')
-[ "$prom_version" != v ] || { log "cannot read the version of $PROMETHEUS_BIN"; exit 1; }
+prom_dir=$(bash hack/build-prometheus.sh)
+prom_version=$(cat "$prom_dir/VERSION")   # what the Prometheus CR declares
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/monitoring-images.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
@@ -54,19 +51,13 @@ for bin in prometheus-operator prometheus-config-reloader; do
   esac
 done
 
-# Debian's Prometheus is linked against glibc only: copy the libraries ldd names.
-libs=$(ldd "$PROMETHEUS_BIN" | grep -o '/[^ ]*' | sort -u)
-hash=$( { cat "$0" "$PROMETHEUS_BIN"; for l in $libs; do sha256sum "$l"; done; } | sha256sum | cut -c1-12)
+hash=$(cat "$0" "$prom_dir/prometheus" | sha256sum | cut -c1-12)
 image="tradingsystem-local/prometheus:$prom_version-$hash"
 if ! have_image "$image"; then
-  log "importing $image (Debian's $PROMETHEUS_BIN $prom_version)"
+  log "importing $image"
   r="$scratch/prometheus"
   rootfs "$r"
-  install -m 0755 "$PROMETHEUS_BIN" "$r/bin/prometheus"
-  for l in $libs; do
-    mkdir -p "$r$(dirname "$l")"
-    cp -L "$l" "$r$l"
-  done
+  install -m 0755 "$prom_dir/prometheus" "$r/bin/prometheus"
   mkdir -p "$r/prometheus" && chown 65534:65534 "$r/prometheus"
   import "$r" "$image" '["/bin/prometheus"]'
 fi

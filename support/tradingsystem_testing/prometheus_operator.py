@@ -1,7 +1,7 @@
 """The Prometheus operator and a Prometheus in the kind cluster, and a client for its HTTP API.
 
 ``ensure_monitoring_images`` builds (once, cached) the operator and config-reloader images from
-their Go module and a Prometheus image from Debian's package (hack/build-monitoring-images.sh);
+their Go modules, and a Prometheus image built from its Go module (hack/build-monitoring-images.sh);
 ``PrometheusStack`` loads them into the cluster, server-side applies the operator's CRDs and our
 manifests (hack/monitoring/*.yaml), waits until Prometheus runs, and removes it all again.
 ``PrometheusAPI`` reads Prometheus' API through the API server's service proxy: no port-forward,
@@ -34,7 +34,7 @@ class MonitoringImages:
     operator: str
     reloader: str
     prometheus: str
-    prometheus_version: str  # what the Prometheus image really runs, e.g. v2.42.0
+    prometheus_version: str  # what the Prometheus image really runs, e.g. v3.5.0
     crds: Path  # the operator's full CRDs, from its Go module
 
     @property

@@ -24,8 +24,8 @@ VALUES = {
     "name": "ts-test",
     "operator_image": "tradingsystem-local/prometheus-operator:v0.85.0-abc",
     "reloader_image": "tradingsystem-local/prometheus-config-reloader:v0.85.0-abc",
-    "prometheus_image": "tradingsystem-local/prometheus:v2.42.0-def",
-    "prometheus_version": "v2.42.0",
+    "prometheus_image": "tradingsystem-local/prometheus:v3.5.0-def",
+    "prometheus_version": "v3.5.0",
     "interval": "5s",
     "release": RELEASE_LABEL["release"],
 }
@@ -36,8 +36,8 @@ def _docs(name: str) -> dict[str, dict[str, Any]]:
 
 
 def test_the_build_scripts_output_names_the_images_the_version_and_the_crds() -> None:
-    out = "operator=o:1\nreloader=r:1\nprometheus=p:1\nprometheus-version=v2.42.0\ncrds=/c/crds\n"
-    assert parse_images(out) == MonitoringImages("o:1", "r:1", "p:1", "v2.42.0", Path("/c/crds"))
+    out = "operator=o:1\nreloader=r:1\nprometheus=p:1\nprometheus-version=v3.5.0\ncrds=/c/crds\n"
+    assert parse_images(out) == MonitoringImages("o:1", "r:1", "p:1", "v3.5.0", Path("/c/crds"))
 
 
 def test_the_crd_files_are_the_six_the_prometheus_controller_reads() -> None:
@@ -60,7 +60,7 @@ def test_the_prometheus_object_selects_by_the_release_label_and_declares_the_rea
     assert spec["serviceMonitorSelector"] == {"matchLabels": RELEASE_LABEL}
     assert spec["ruleSelector"] == {"matchLabels": RELEASE_LABEL}
     assert spec["serviceMonitorNamespaceSelector"] == spec["ruleNamespaceSelector"] == {}
-    assert (spec["version"], spec["image"]) == ("v2.42.0", VALUES["prometheus_image"])
+    assert (spec["version"], spec["image"]) == ("v3.5.0", VALUES["prometheus_image"])
 
 
 def test_the_operator_runs_our_reloader_image_without_root_or_a_writable_root_filesystem() -> None:
