@@ -114,6 +114,10 @@ class ExecutionService:
         self._work: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._head = self._published = self.store.head()  # outbox: written / published live
         OUTBOX_HEAD.set(self._head)
+        # Every state from the start, at 0: a rate or ratio over a state not reached yet (the
+        # reject ratio before the first reject) is then 0 rather than missing.
+        for state in OrderStatus:
+            ORDERS.labels(state.value)
         self._last_reconcile = 0.0
 
     @property
