@@ -74,7 +74,7 @@ def render(name: str, values: Mapping[str, str]) -> str:
 class StackSettings:
     namespace: str = "monitoring"  # where the operator's default metricsScrapers expect Prometheus
     name: str = "ts-test"
-    interval: str = "5s"  # scrape and rule evaluation; fast for tests
+    interval: str = "30s"  # scrape and rule evaluation (kube-prometheus-stack's); tests use 5s
     release: str = RELEASE_LABEL["release"]
 
 
@@ -135,6 +135,25 @@ class PrometheusStack:
         s = self.settings
         base = f"/api/v1/namespaces/{s.namespace}/services/http:prometheus:web/proxy"
         return PrometheusAPI(lambda path: self.kubectl("get", "--raw", base + path))
+
+
+def next_steps(settings: StackSettings) -> str:
+    """What to type to get a TradingSystem scraped by this Prometheus. No I/O."""
+    s = settings
+    label = f"{next(iter(RELEASE_LABEL))}={s.release}"
+    api = f"/api/v1/namespaces/{s.namespace}/services/http:prometheus:web/proxy/api/v1"
+    return "\n".join(
+        [
+            f"Prometheus operator and Prometheus {s.name!r} running in namespace {s.namespace}; they pick up",
+            f"ServiceMonitors and PrometheusRules labelled {label} in every namespace:",
+            "  helm install ts helm/tradingsystem-operator -n trading --wait \\",
+            f"    --set serviceMonitor.enabled=true --set serviceMonitor.labels.{label} \\",
+            "    --set grafanaDashboards.enabled=true",
+            f"  spec.monitoring.labels: {{{next(iter(RELEASE_LABEL))}: {s.release}}}   # in the TradingSystem",
+            f"  kubectl get --raw '{api}/targets?state=active'",
+            f"  kubectl get --raw '{api}/query?query=up'",
+        ]
+    )
 
 
 class PrometheusError(RuntimeError):

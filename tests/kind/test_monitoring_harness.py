@@ -14,6 +14,8 @@ from tradingsystem_testing.prometheus_operator import (
     MonitoringImages,
     PrometheusAPI,
     PrometheusError,
+    StackSettings,
+    next_steps,
     parse_images,
     query_path,
     render,
@@ -100,3 +102,10 @@ def test_an_api_error_raises_with_prometheus_message_and_a_scalar_is_one_sample(
     with pytest.raises(PrometheusError, match="bad_data: parse error"):
         api.query("bad(")
     assert api.query("time()") == [{"metric": {}, "value": [1.0, "1"]}]
+
+
+def test_the_next_steps_name_the_label_the_chart_and_the_tradingsystem_need() -> None:
+    text = next_steps(StackSettings())
+    assert "--set serviceMonitor.labels.release=kube-prometheus-stack" in text
+    assert "spec.monitoring.labels: {release: kube-prometheus-stack}" in text
+    assert "/api/v1/namespaces/monitoring/services/http:prometheus:web/proxy/api/v1/targets" in text
