@@ -21,6 +21,12 @@ def register(sub: Any) -> None:
     )
     up.add_argument("--name", default="kind", help="cluster name (default: %(default)s)")
     up.add_argument("--no-image", action="store_true", help="do not build/load the tradingsystem image")
+    up.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="also install the Prometheus operator and a Prometheus (built from their Go modules; "
+        "docs/kind.md, Monitoring) selecting ServiceMonitors labelled release=kube-prometheus-stack",
+    )
     up.set_defaults(run=_up)
     down = sub.add_parser(
         "kind-down",
@@ -36,10 +42,26 @@ def _up(args: argparse.Namespace) -> int:
     env = KindEnvironment(KindSettings(name=args.name))
     try:
         env.up(load_product_image=not args.no_image)
+        if args.monitoring:
+            from tradingsystem_testing.prometheus_operator import (
+                PrometheusStack,
+                StackSettings,
+                ensure_monitoring_images,
+                next_steps,
+            )
+
+            settings = StackSettings()
+            stack = PrometheusStack(env.cluster, ensure_monitoring_images(env.dockerd), settings)
+            if not env.cluster.kubectl(
+                "get", "namespace", settings.namespace, "--ignore-not-found", quiet=True
+            ).stdout:
+                stack.install()
     except (ContainerRuntimeUnavailable, CommandFailed) as e:
         print(f"kind-up failed: {e}\nUndo partial state with: tradingsystem-dev kind-down", file=sys.stderr)
         return 1
     print(env.next_steps())
+    if args.monitoring:
+        print(next_steps(settings))
     return 0
 
 

@@ -116,6 +116,10 @@ class Broker:
     ) -> None:
         ex = settings.execution
         self._client = trading_client(settings, ex.request_timeout_s)
+        # The codes the alerts single out exist from the start, at 0: the error ratio and the
+        # "Broker errors by code" panel read 0 instead of nothing before the first error.
+        for code in ("429", "transport"):
+            BROKER_ERRORS.labels(code)
         self._bucket = bucket or RequestLimiter(ex.rate_limit_per_min)
         self._sleep = sleep
         self._max_attempts = ex.max_attempts

@@ -120,6 +120,10 @@ class ExecutionService:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
+        # Every state from the start, at 0: a rate or ratio over a state not reached yet (the
+        # reject ratio before the first reject) is then 0 rather than missing.
+        for state in OrderStatus:
+            ORDERS.labels(state.value)
         self._last_reconcile = 0.0
 
     @property
