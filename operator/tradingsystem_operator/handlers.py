@@ -24,7 +24,13 @@ from kubernetes_asyncio.config.config_exception import ConfigException
 from prometheus_client import REGISTRY
 
 from tradingsystem_operator import apply as k8s
-from tradingsystem_operator.metrics import RECONCILE_DURATION, RECONCILE_RESULTS, RECONCILES
+from tradingsystem_operator.metrics import (
+    RECONCILE_DURATION,
+    RECONCILE_RESULTS,
+    RECONCILES,
+    forget_system,
+    record_services,
+)
 from tradingsystem_operator.models import GROUP, KIND, PLURAL, VERSION, Phase
 from tradingsystem_operator.reconcile import reconcile
 from tradingsystem_operator.render import MANAGER
@@ -159,6 +165,7 @@ async def _reconcile(body: Mapping[str, Any], memo: kopf.Memo, retry: int) -> No
         memo.last_pass[_key(body)] = asyncio.get_running_loop().time()
     RECONCILE_DURATION.observe(time.monotonic() - started)
     RECONCILES.labels("error" if outcome.problem else "success").inc()
+    record_services(*_key(body), outcome.status.get("services") or {})
     if outcome.problem is not None:
         kopf.warn(cast(kopf.Body, body), reason=outcome.problem.reason, message=outcome.problem.message)
         raise handler_error(outcome.problem, retry)
@@ -185,6 +192,7 @@ async def track(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: Any
     if event.get("type") == "DELETED":
         memo.known.pop(key, None)
         memo.last_pass.pop(key, None)
+        forget_system(*key)
         return
     memo.known[key] = referenced_secrets(body.get("spec") or {})
     memo.last_pass.setdefault(key, asyncio.get_running_loop().time())

@@ -131,6 +131,17 @@ def test_every_target_is_up_and_discovered_only_through_our_service_monitors(
     assert {s["metric"]["job"] for s in series} == PIPELINE_JOBS | {OPERATOR_JOB}
 
 
+def test_the_operators_replica_gauges_name_the_tradingsystem_and_its_namespace(
+    system: Cluster, prom: PrometheusAPI
+) -> None:
+    # TradingSystemServiceUnavailable compares these; honorLabels keeps their `namespace`.
+    expr = f'tradingsystem_operator_service_desired_replicas{{namespace="{NAMESPACE}",tradingsystem="{TS}"}}'
+    series = in_cluster(lambda: prom.query(expr), "the operator's replica gauges scraped", timeout=120)
+    assert {s["metric"]["service"] for s in series} >= {
+        j.removeprefix("tradingsystem-") for j in PIPELINE_JOBS
+    }
+
+
 def _rule_file_groups() -> dict[str, list[str]]:
     doc = yaml.safe_load(RULES_FILE.read_text())
     return {g["name"]: [r.get("alert") or r["record"] for r in g["rules"]] for g in doc["groups"]}
