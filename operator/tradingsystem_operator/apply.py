@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config.config_exception import ConfigException
 
 from tradingsystem_operator.models import GROUP, PLURAL, VERSION, Reason
 from tradingsystem_operator.render import MANAGER, ROTATION_ANNOTATION, Observed, digest
@@ -46,6 +49,16 @@ DISCOVERY_TTL_S = 30.0
 _discovered: weakref.WeakKeyDictionary[ApiClient, dict[str, tuple[float, frozenset[str]]]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+async def new_api_client() -> ApiClient:
+    """A client with the in-cluster service account, else ``$KUBECONFIG`` (or ~/.kube/config)."""
+    try:
+        config.load_incluster_config()
+    except ConfigException:
+        # $KUBECONFIG read now: kubernetes_asyncio captures its default path at import time.
+        await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+    return ApiClient()
 
 
 class CredentialsError(Exception):

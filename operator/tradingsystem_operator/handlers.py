@@ -19,8 +19,6 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import kopf
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.config.config_exception import ConfigException
 from prometheus_client import REGISTRY
 
 from tradingsystem_operator import apply as k8s
@@ -74,12 +72,7 @@ async def startup(
     # Server-side filters: only our Deployments and only Opaque Secrets are sent to us.
     settings.watching.label_selectors["apps", "deployments"] = f"app.kubernetes.io/managed-by={MANAGER}"
     settings.watching.field_selectors["v1", "secrets"] = SECRET_FIELD_SELECTOR
-    try:
-        config.load_incluster_config()
-    except ConfigException:
-        # $KUBECONFIG read now: kubernetes_asyncio captures its default path at import time.
-        await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-    memo.api = client.ApiClient()
+    memo.api = await k8s.new_api_client()
     memo.locks = {}
     memo.queued = set()
     memo.passes = asyncio.Semaphore(MAX_CONCURRENT_PASSES)

@@ -8,7 +8,7 @@ they use is defined here or in ``tradingsystem.common.metrics``. Labels are boun
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILE_RESULTS = ("success", "error")
 
@@ -21,6 +21,11 @@ RECONCILE_DURATION = Histogram(
     "tradingsystem_operator_reconcile_duration_seconds",
     "Wall time of one reconcile pass, including API calls",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+IS_LEADER = Gauge(
+    "tradingsystem_operator_is_leader",
+    "1 while this replica reconciles (holds the leader Lease, or runs without leader election); "
+    "0 while it stands by",
 )
 # Export every result at 0 from the start: rate() and increase() need the series before the first error.
 for _result in RECONCILE_RESULTS:
