@@ -48,7 +48,22 @@ def run_operator(
     return code
 
 
-async def _kopf(namespaces: list[str], liveness: str | None, stop: asyncio.Event | None = None) -> None:
+async def _reclaim_signals(ready: asyncio.Event, stop: asyncio.Event) -> None:
+    """Once kopf runs (and has installed its signal handlers), route SIGTERM/SIGINT to ``stop``
+    again. kopf stopped by a signal leaves its stop-flag waiter task behind and then waits 5 s
+    for it before it returns: 5 s more before the Lease is released and a standby takes over."""
+    await ready.wait()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _kopf(
+    namespaces: list[str],
+    liveness: str | None,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
     await kopf.operator(
         # No kopf peering objects: one replica, or leader election decides who runs kopf.
         standalone=True,
@@ -56,6 +71,7 @@ async def _kopf(namespaces: list[str], liveness: str | None, stop: asyncio.Event
         namespaces=namespaces,
         liveness_endpoint=liveness,
         stop_flag=stop,
+        ready_flag=ready,
     )
 
 
@@ -70,7 +86,14 @@ async def _elected(namespaces: list[str], liveness: str | None, election: Electi
     async def lead() -> int:
         if standby is not None:
             await standby.cleanup()  # kopf's probe server takes the port over
-        await _kopf(namespaces, liveness, stop)
+        if stop.is_set():
+            return 0
+        ready = asyncio.Event()
+        reclaim = asyncio.create_task(_reclaim_signals(ready, stop))
+        try:
+            await _kopf(namespaces, liveness, stop, ready)
+        finally:
+            reclaim.cancel()
         return 0
 
     try:
