@@ -98,6 +98,8 @@ def test_live_example_carries_the_acknowledgement() -> None:
     assert spec["mode"] == "live"
     assert spec["liveAcknowledgement"] == LIVE_CONFIRMATION
     assert spec["halted"] is True  # a live system starts with the kill switch on
+    # A replaced pod keeps the order outbox and the risk state: both on claims, not emptyDirs.
+    assert spec["executionEngine"]["storage"] == spec["riskManager"]["storage"] == "persistentVolumeClaim"
 
 
 # --- lint and template --------------------------------------------------------------------------
