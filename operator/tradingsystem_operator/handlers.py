@@ -1,7 +1,8 @@
 """kopf wiring only: every trigger funnels into ``reconcile.reconcile`` for one TradingSystem.
 
 Triggers: create/update/resume of the TradingSystem; events of the Deployments we own
-(label-filtered on the server) so availability reaches status and opens startup gates; events of
+(label-filtered on the server) so availability reaches status and opens startup gates, when
+something a pass reads from them changed (``resync.deployment_signature``); events of
 the Secrets they reference (credentials, own Curve keys), so a rotation rolls the pods within
 seconds; and one background loop that resyncs every known object to correct drift. There is no kopf timer: kopf
 puts a finalizer on every object with a timer or daemon, and that finalizer makes deletion hang
@@ -26,7 +27,7 @@ from tradingsystem_operator.metrics import RECONCILE_DURATION, RECONCILE_RESULTS
 from tradingsystem_operator.models import GROUP, KIND, PLURAL, VERSION, Phase
 from tradingsystem_operator.reconcile import reconcile
 from tradingsystem_operator.render import MANAGER
-from tradingsystem_operator.resync import Key, due, referenced_secrets, referencing
+from tradingsystem_operator.resync import Key, deployment_signature, due, referenced_secrets, referencing
 from tradingsystem_operator.rules import load_rule_groups
 from tradingsystem_operator.status import Problem
 
@@ -79,6 +80,7 @@ async def startup(
     memo.known = {}  # Key -> names of the user's Secrets it reads (resync.referenced_secrets)
     memo.last_pass = {}  # Key -> loop time the last pass ended (or the object was first seen)
     memo.tasks = set()  # passes started outside kopf's handlers (resync, Secret events)
+    memo.deployments = {}  # Deployment uid -> resync.deployment_signature of its last event
     memo.resync_s = _resync_interval()
     memo.resync = asyncio.create_task(_resync_loop(memo), name="tradingsystem-resync")
     memo.rule_groups = load_rule_groups()
@@ -241,10 +243,18 @@ def waits_for_edit(body: Mapping[str, Any]) -> bool:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGER})
-async def on_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def on_deployment(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     owner = next((r for r in body["metadata"].get("ownerReferences", []) if r.get("kind") == KIND), None)
     if owner is None or not hasattr(memo, "api"):
         return
+    uid = body["metadata"]["uid"]
+    if event.get("type") == "DELETED":
+        memo.deployments.pop(uid, None)
+    else:
+        signature = deployment_signature(body)
+        if memo.deployments.get(uid) == signature:
+            return  # nothing a pass reads from it changed (e.g. the controller's own status bookkeeping)
+        memo.deployments[uid] = signature
     # Coalesced: a Deployment changes several times while it rolls out, five Deployments per object.
     await _queue_pass((body["metadata"]["namespace"], owner["name"]), memo)
 
