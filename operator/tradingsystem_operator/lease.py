@@ -10,7 +10,9 @@ renew for the renew deadline. Around it this module adds what controller-runtime
   at once);
 - a **watchdog**: the leader steps down once its last successful renewal is older than the renew
   deadline, even while a renewal request hangs;
-- a standby that cannot reach the API server retries; it is never fatal while not leading;
+- a request that fails in transport (connection refused, reset, timeout) is a failed attempt like
+  an HTTP error, retried within the renew deadline; and a standby whose election fails otherwise
+  starts it again;
 - a leader that loses the lease **exits at once** (non-zero; the kubelet restarts it as a
   standby), as controller-runtime does: a half-stopped old leader must not write beside the new one.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
 import logging
 import os
 import time
@@ -56,11 +59,41 @@ async def release(api: ApiClient, settings: ElectionSettings) -> bool:
         lease.spec.renew_time = datetime.datetime.now(datetime.UTC)
         # resourceVersion is kept: a replace after someone else's write is refused (409).
         await coordination.replace_namespaced_lease(settings.name, settings.namespace, lease)
-    except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
+    except (ApiException, *TRANSPORT_ERRORS) as exc:
         logger.warning("could not release Lease %s/%s: %s", settings.namespace, settings.name, exc)
         return False
     logger.info("released Lease %s/%s", settings.namespace, settings.name)
     return True
+
+
+# A request that fails in transport (connection refused or reset, timeout), not with an HTTP answer.
+TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+
+
+class TolerantLeaseLock(LeaseLock):
+    """``LeaseLock`` whose transport errors are failed attempts, as HTTP errors already are: the
+    library lets them escape its loops, which would end a leader at one dropped connection
+    instead of after the renew deadline."""
+
+    async def get(self, name: str, namespace: str) -> Any:
+        try:
+            return await super().get(name, namespace)
+        except TRANSPORT_ERRORS as exc:
+            failed = ApiException(status=0, reason=f"{type(exc).__name__}: {exc}")
+            failed.body = json.dumps({"code": 0}).encode()  # the library reads the code from the body
+            return False, failed
+
+    async def create(self, name: str, namespace: str, election_record: Any) -> bool:
+        try:
+            return await super().create(name, namespace, election_record)
+        except TRANSPORT_ERRORS:
+            return False
+
+    async def update(self, name: str, namespace: str, updated_record: Any) -> bool:
+        try:
+            return await super().update(name, namespace, updated_record)
+        except TRANSPORT_ERRORS:
+            return False
 
 
 def _elector(api: ApiClient, settings: ElectionSettings, leading: asyncio.Event) -> LeaderElection:
@@ -70,7 +103,7 @@ def _elector(api: ApiClient, settings: ElectionSettings, leading: asyncio.Event)
     async def stopped() -> None:
         pass  # run() returning is the signal; see run_elected
 
-    lock = LeaseLock(settings.name, settings.namespace, settings.identity, api)
+    lock = TolerantLeaseLock(settings.name, settings.namespace, settings.identity, api)
     return LeaderElection(
         Config(
             lock,
