@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import kopf
@@ -52,6 +52,23 @@ OPERATOR_NAMESPACE = os.environ.get("POD_NAMESPACE", "")
 logger = logging.getLogger(__name__)
 
 
+class TradingSystemDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff-base (a deep copy of the object) only where a change handler reads it.
+
+    kopf builds one for every event of every watched kind, though only TradingSystems have
+    create/update/resume handlers; Deployments and Secrets have event handlers, which never see
+    a diff. While 100 systems start, ~1,500 Deployment status events made those copies the
+    largest part of the operator's CPU (profiled). Other kinds get an empty essence.
+    """
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
+    ) -> kopf.BodyEssence:
+        if body.get("kind") not in (KIND, None):
+            return kopf.BodyEssence()
+        return super().build(body=body, extra_fields=extra_fields)
+
+
 @kopf.on.startup()
 async def startup(
     *,
@@ -63,7 +80,7 @@ async def startup(
     # Our own prefixes, so another kopf operator on the same cluster never mistakes our marks.
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = TradingSystemDiffBase(
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.posting.reporting_component = MANAGER
