@@ -98,7 +98,6 @@ async def startup(
     memo.last_pass = {}  # Key -> loop time the last pass ended (or the object was first seen)
     memo.tasks = set()  # passes started outside kopf's handlers (resync, Secret events)
     memo.deployments = {}  # Deployment uid -> resync.deployment_signature of its last event
-    memo.changes_waiting = 0  # create/update/resume passes waiting for their turn
     memo.resync_s = _resync_interval()
     memo.resync = asyncio.create_task(_resync_loop(memo), name="tradingsystem-resync")
     memo.rule_groups = load_rule_groups()
@@ -159,17 +158,8 @@ def _key(body: Mapping[str, Any]) -> Key:
 
 async def _run(body: Mapping[str, Any], memo: kopf.Memo, retry: int) -> None:
     key = _key(body)
-    # Counted until it gets its turn: the resync loop holds back while a change waits.
-    memo.changes_waiting += 1
-    counted = True
-    try:
-        async with memo.locks.setdefault(key, asyncio.Lock()), memo.passes:
-            memo.changes_waiting -= 1
-            counted = False
-            await _reconcile(body, memo, retry)
-    finally:
-        if counted:  # cancelled while waiting
-            memo.changes_waiting -= 1
+    async with memo.locks.setdefault(key, asyncio.Lock()), memo.passes:
+        await _reconcile(body, memo, retry)
 
 
 async def _reconcile(body: Mapping[str, Any], memo: kopf.Memo, retry: int) -> None:
@@ -213,16 +203,11 @@ async def track(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: Any
 
 
 async def _resync_loop(memo: kopf.Memo) -> None:
-    """Reconcile each known object ``memo.resync_s`` after its last pass, whatever triggered it,
-    except while create/update/resume passes wait for a turn: they go first."""
+    """Reconcile each known object ``memo.resync_s`` after its last pass, whatever triggered it."""
     loop = asyncio.get_running_loop()
     tick = min(1.0, memo.resync_s / 4)
     while True:
         await asyncio.sleep(tick)
-        if memo.changes_waiting:
-            # Create/update/resume passes wait for a turn (e.g. 100 systems created at once):
-            # drift correction can wait, and the objects stay due until the next tick.
-            continue
         now = loop.time()
         for key in due(memo.known, memo.last_pass, now, memo.resync_s):
             memo.last_pass[key] = now  # not due again while this pass waits for its turn
