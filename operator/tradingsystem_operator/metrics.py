@@ -28,6 +28,11 @@ RECONCILE_DURATION = Histogram(
     "Wall time of one reconcile pass, including API calls",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+IS_LEADER = Gauge(
+    "tradingsystem_operator_is_leader",
+    "1 while this replica reconciles (holds the leader Lease, or runs without leader election); "
+    "0 while it stands by",
+)
 # Export every result at 0 from the start: rate() and increase() need the series before the first error.
 for _result in RECONCILE_RESULTS:
     RECONCILES.labels(_result)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonDict
 
@@ -358,6 +358,22 @@ class SimSpec(_Model):
     seed: int = setting(settings.SimSettings, "seed")
     tick_rate: float = setting(settings.SimSettings, "tick_rate")
     initial_cash: float = setting(settings.SimSettings, "initial_cash")
+    account_type: settings.AccountType = setting(settings.SimSettings, "account_type")
+    # The simulator's own checks (config.SimSettings' validators): 1, 2 or 4 here, the cash rule
+    # in the spec's CEL; a test runs one table through the API server and the simulator.
+    multiplier: int | None = Field(
+        default=None,
+        description=settings.SimSettings.model_fields["multiplier"].description,
+        json_schema_extra={"enum": [1, 2, 4]},
+    )
+    hard_to_borrow: list[Annotated[str, Field(pattern=SYMBOL_PATTERN)]] = Field(
+        default_factory=list,
+        max_length=200,
+        description=settings.SimSettings.model_fields["hard_to_borrow"].description,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    session: settings.SessionModel = setting(settings.SimSettings, "session")
+    start_at: AwareDatetime | None = setting(settings.SimSettings, "start_at")
     scheduling: Scheduling = Field(default=Scheduling(), description=SERVICE_SCHEDULING)
 
 
@@ -441,6 +457,11 @@ _SPEC_RULES = validations(
     cel(
         "self.mode == 'sim' || has(self.credentials)",
         "mode paper and live need spec.credentials.secretName (a Secret with the Alpaca keys)",
+    ),
+    cel(
+        "self.sim.accountType != 'cash' || !has(self.sim.multiplier) || self.sim.multiplier == 1",
+        "a cash account's sim.multiplier must be 1 (no margin)",
+        fieldPath=".sim.multiplier",
     ),
     # Going live is a new decision, not an edit: create a new TradingSystem for it. Leaving live
     # (de-risking) stays possible in place.

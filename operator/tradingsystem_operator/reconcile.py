@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,10 +128,12 @@ async def reconcile(
         manifests = [k8s.stamped(m) for m in rendered.manifests]
         changed = [m for m in manifests if k8s.needs_apply(m, live.get(_key(m)))]
         # Independent objects: apply them concurrently (a pass is then one round trip, not 16).
-        await asyncio.gather(*(k8s.apply(api, m) for m in changed))
+        stored = await asyncio.gather(*(k8s.apply(api, m) for m in changed))
         deleted = await k8s.prune(api, owner.namespace, live, [_key(m) for m in manifests], kinds)
-        if changed or deleted:  # re-read what our writes changed (replicas, deployments gone)
-            _, ready = k8s.observe(await k8s.list_children(api, owner.namespace, owner.name, ["Deployment"]))
+        if changed or deleted:
+            # What our writes left (replicas changed, Deployments gone): the apply answers are the
+            # objects as stored, so no second listing is needed.
+            _, ready = k8s.observe(after_writes(live, zip(changed, stored, strict=True), deleted))
         status = as_patch(
             compute_status(
                 StatusInputs(
@@ -204,6 +206,19 @@ async def _halt_running(owner: Owner, live: k8s.Live, token: SecretStr) -> None:
 
 def _key(manifest: Mapping[str, Any]) -> tuple[str, str]:
     return manifest["kind"], manifest["metadata"]["name"]
+
+
+def after_writes(
+    live: k8s.Live,
+    applied: Iterable[tuple[Mapping[str, Any], dict[str, Any]]],
+    deleted: Iterable[tuple[str, str]],
+) -> k8s.Live:
+    """The children as our writes left them: ``live`` with each applied manifest's stored object
+    (the server's answer) in its place and the pruned ones gone. No I/O."""
+    gone = set(deleted)
+    after = {key: item for key, item in live.items() if key not in gone}
+    after.update({_key(manifest): item for manifest, item in applied})
+    return after
 
 
 def _without_nulls(value: Any) -> Any:

@@ -193,6 +193,11 @@ def service_config(owner: Owner, spec: TradingSystemSpec) -> dict[str, Any]:
             "seed": spec.sim.seed,
             "tick_rate": spec.sim.tick_rate,
             "initial_cash": spec.sim.initial_cash,
+            "account_type": str(spec.sim.account_type),
+            "multiplier": spec.sim.multiplier,
+            "hard_to_borrow": list(spec.sim.hard_to_borrow),
+            "session": str(spec.sim.session),
+            "start_at": spec.sim.start_at.isoformat() if spec.sim.start_at else None,
         },
     }
 

@@ -4,15 +4,20 @@ The operator keeps a small in-memory registry of the TradingSystems it has seen 
 events) instead of a per-object kopf timer: kopf adds a finalizer to every object that has a timer
 or daemon, and that finalizer makes ``kubectl delete`` hang once the operator is gone. With the
 registry, one background loop resyncs each object ``interval`` seconds after its last pass, and a
-Secret's watch event finds the objects that reference it.
+Secret's watch event finds the objects that reference it. A Deployment's watch event leads to a
+pass only when something a pass reads from it changed (``deployment_signature``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 Key = tuple[str, str]  # (namespace, name) of a TradingSystem
+# Annotations the deployment controller keeps on a Deployment (revision, desired-replicas, ...).
+CONTROLLER_ANNOTATIONS = "deployment.kubernetes.io/"
 
 
 def referenced_secrets(spec: Mapping[str, Any]) -> frozenset[str]:
@@ -41,3 +46,26 @@ def due(known: Iterable[Key], last_pass: Mapping[Key, float], now: float, interv
 def referencing(known: Mapping[Key, frozenset[str]], namespace: str, secret: str) -> list[Key]:
     """The TradingSystems in ``namespace`` that read the Secret ``secret``."""
     return [k for k, names in known.items() if k[0] == namespace and secret in names]
+
+
+def deployment_signature(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a pass reads from one of our Deployments: its spec generation (drift of the spec, e.g.
+    someone scaled it), its labels and annotations (drift of our metadata), and the replica counts
+    that open startup gates and fill the status. The controller-manager's other status writes
+    (observedGeneration, conditions, updatedReplicas, the ``deployment.kubernetes.io/revision``
+    annotation: about 15 per system while it starts) change none of these, so their events need
+    no pass.
+    """
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    annotations = {
+        k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith(CONTROLLER_ANNOTATIONS)
+    }
+    marks = json.dumps([meta.get("labels") or {}, annotations], sort_keys=True)
+    return (
+        meta.get("generation"),
+        (body.get("spec") or {}).get("replicas"),
+        status.get("availableReplicas") or 0,
+        status.get("readyReplicas") or 0,
+        hashlib.sha256(marks.encode()).hexdigest(),
+    )

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +48,23 @@ class OperatorProcess:
             if s.name.endswith("_total")
         }
 
+    def gauge(self, name: str) -> float | None:
+        """An unlabelled gauge from /metrics, e.g. ``tradingsystem_operator_is_leader``; None until
+        /metrics serves."""
+        try:
+            text = self.get(self.metrics_port, "/metrics")
+        except OSError:
+            return None
+        return next(
+            (s.value for fam in text_string_to_metric_families(text) for s in fam.samples if s.name == name),
+            None,
+        )
+
+    def is_leader(self) -> bool | None:
+        """This process reconciles (holds the Lease); None until /metrics serves."""
+        value = self.gauge("tradingsystem_operator_is_leader")
+        return None if value is None else value == 1
+
     def kill(self) -> None:
         """SIGKILL: no cleanup, as when a node dies or the OOM killer strikes."""
         self.proc.send_signal(signal.SIGKILL)
@@ -65,9 +82,14 @@ class OperatorProcess:
 
 @contextmanager
 def operator_process(
-    kubeconfig: Path, namespace: str, log: Path, resync_s: float = 60.0
+    kubeconfig: Path,
+    namespace: str,
+    log: Path,
+    resync_s: float = 60.0,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[OperatorProcess]:
-    """One namespace-scoped operator on free 127.0.0.1 ports; stopped on exit."""
+    """One namespace-scoped operator on free 127.0.0.1 ports (``extra_args`` appended to ``run``,
+    e.g. ``--leader-elect``); stopped (SIGTERM, then SIGKILL) on exit."""
     metrics_port, liveness_port = free_port(), free_port()
     # Without KUBERNETES_* (set inside a pod) kopf logs in with the kubeconfig, not in-cluster.
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
@@ -75,6 +97,7 @@ def operator_process(
     argv = [
         *(sys.executable, "-m", "tradingsystem_operator.main", "run", "--namespace", namespace),
         *("--metrics-port", str(metrics_port), "--liveness", f"http://127.0.0.1:{liveness_port}/healthz"),
+        *extra_args,
     ]
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -98,6 +98,8 @@ def test_live_example_carries_the_acknowledgement() -> None:
     assert spec["mode"] == "live"
     assert spec["liveAcknowledgement"] == LIVE_CONFIRMATION
     assert spec["halted"] is True  # a live system starts with the kill switch on
+    # A replaced pod keeps the order outbox and the risk state: both on claims, not emptyDirs.
+    assert spec["executionEngine"]["storage"] == spec["riskManager"]["storage"] == "persistentVolumeClaim"
 
 
 # --- lint and template --------------------------------------------------------------------------
@@ -160,6 +162,42 @@ def test_operator_deployment_is_single_replica_recreate_non_root(helm: Helm) -> 
     assert not by_kind(objs, "ServiceMonitor") and not by_kind(objs, "ConfigMap")
 
 
+def test_high_availability_runs_two_replicas_behind_a_lease_that_only_a_role_in_the_release_namespace_grants(
+    helm: Helm,
+) -> None:
+    objs = helm.template(*KUBE, "-f", str(VALUES / "high-availability.yaml"), namespace="ops")
+    deploy = one(objs, "Deployment")
+    assert deploy["spec"]["replicas"] == 2
+    # The standby is Ready, so a rollout replaces one pod at a time and the Lease hands over.
+    assert deploy["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    args = build_parser().parse_args(container(objs)["args"])
+    fullname = deploy["metadata"]["name"]
+    assert args.leader_elect and args.leader_election_id == fullname
+    assert (args.lease_duration, args.renew_deadline, args.retry_period) == (8, 6, 2)
+    # The Lease's namespace is the pod's own ($POD_NAMESPACE, the flag's default).
+    assert {
+        "name": "POD_NAMESPACE",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+    } in container(objs)["env"]
+    [role] = by_kind(objs, "Role")
+    [source] = [d for d in yaml.safe_load_all(RBAC_SOURCE.read_text()) if d["kind"] == "Role"]
+    assert role["rules"] == source["rules"] and role["metadata"]["namespace"] == "ops"
+    [binding] = [b for b in by_kind(objs, "RoleBinding") if b["roleRef"]["kind"] == "Role"]
+    assert binding["metadata"]["namespace"] == "ops"
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    sa = one(objs, "ServiceAccount")["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": "ops"}]
+
+
+def test_one_replica_with_leader_election_rolls_without_a_gap(helm: Helm) -> None:
+    objs = helm.template(*KUBE, "--set", "leaderElection.enabled=true")
+    assert one(objs, "Deployment")["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert "--leader-elect" in container(objs)["args"] and by_kind(objs, "Role")
+
+
 def test_crds_are_installed_from_the_chart(helm: Helm) -> None:
     crd = one(helm.template(*KUBE), "CustomResourceDefinition")
     assert crd == yaml.safe_load((REPO / "crds" / "tradingsystems.yaml").read_text())
@@ -218,6 +256,7 @@ def test_dashboard_configmaps_carry_the_sidecar_label_and_a_folder_by_default(he
         ("bad-type.yaml", "at '/rbac/clusterWide': got string, want boolean"),
         ("bad-typo.yaml", "additional properties 'watchNamespace' not allowed"),
         ("bad-namespace.yaml", "at '/watchNamespaces/0': 'Trading_Desk' does not match pattern"),
+        ("bad-replicas.yaml", "at '/leaderElection/enabled': value must be true"),
     ],
 )
 def test_schema_rejects_bad_values_readably(helm: Helm, values: str, message: str) -> None:

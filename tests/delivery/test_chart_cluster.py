@@ -297,6 +297,60 @@ def test_operator_reconciles_sim_example_with_the_charts_service_account(
     assert "Forbidden" not in output, output[-4000:]
 
 
+def test_high_availability_install_lets_one_of_two_operators_lead_with_only_the_charts_rights(
+    control_plane: ControlPlane, kubeconfig: Path, helm: Helm, tmp_path: Path
+) -> None:
+    cp = control_plane
+    ns = create_namespace(cp, "dlv-ha")
+    install = install_rendered(cp, helm, ns, "-f", str(VALUES / "high-availability.yaml"))
+    for verb in ("get", "create", "update"):
+        assert can(cp, install, verb, "coordination.k8s.io", "leases", ns)
+    for verb, where in (("list", ns), ("delete", ns), ("get", "default"), ("update", "kube-system")):
+        assert not can(cp, install, verb, "coordination.k8s.io", "leases", where), (verb, where)
+
+    deploy = next(o for o in install.objects if o["kind"] == "Deployment")
+    election_flags = ("--leader-elect", "--lease-duration", "--renew-deadline", "--retry-period")
+    container_args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    chart_args = [a for a in container_args if a.startswith(election_flags)]
+    assert len(chart_args) == 5, chart_args
+    # The chart's election flags; the Lease's namespace comes from $POD_NAMESPACE in a pod.
+    args = [*chart_args, f"--leader-election-namespace={ns}"]
+    token = service_account_kubeconfig(cp, install, tmp_path / "sa.kubeconfig")
+    sim = yaml.safe_load((EXAMPLES / "sim.yaml").read_text())
+    logs = [tmp_path / f"operator-{i}.log" for i in range(2)]
+    with (
+        operator_process(token, ns, logs[0], extra_args=args) as a,
+        operator_process(token, ns, logs[1], extra_args=args) as b,
+    ):
+        eventually(
+            lambda: (
+                a.proc.poll() is not None
+                or b.proc.poll() is not None
+                or sorted([a.is_leader(), b.is_leader()], key=str) == [False, True]
+            ),
+            "one leader and one standby",
+            timeout=90,
+            every=0.5,
+            detail=lambda: "".join(log.read_text()[-2000:] for log in logs),
+        )
+        assert a.proc.poll() is None and b.proc.poll() is None, "".join(
+            log.read_text()[-2000:] for log in logs
+        )
+        server_side_apply(cp, sim, ns)
+        eventually(
+            lambda: (cp.request("GET", resource_path(sim, ns))[1].get("status") or {}).get("services"),
+            "the leader to reconcile the sim example",
+            timeout=90,
+            every=0.5,
+        )
+        status, lease = cp.request(
+            "GET", f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{deploy['metadata']['name']}"
+        )
+        assert status == 200 and lease["spec"]["leaseDurationSeconds"] == 8, lease
+    for log in logs:
+        assert "Forbidden" not in log.read_text(), log.read_text()[-4000:]
+
+
 def test_monitoring_objects_are_valid_for_the_real_crds(
     control_plane: ControlPlane, prometheus_crds: list[str], helm: Helm
 ) -> None:

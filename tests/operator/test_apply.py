@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from tradingsystem_operator.apply import APPLIED_HASH, needs_apply, stamped
+from tradingsystem_operator.apply import APPLIED_HASH, needs_apply, observe, stamped
+from tradingsystem_operator.reconcile import after_writes
 
 
 def manifest(replicas: int = 1, env: list[dict[str, str]] | None = None) -> dict[str, Any]:
@@ -61,3 +62,28 @@ def test_drift_of_a_field_we_own_is_corrected() -> None:
     live = as_live(manifest())
     del live["metadata"]["labels"]["a"]
     assert needs_apply(manifest(), live)
+
+
+def deployment(name: str, component: str, replicas: int, available: int) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/component": component}},
+        "spec": {"replicas": replicas},
+        "status": {"availableReplicas": available, "readyReplicas": available},
+    }
+
+
+def test_after_the_writes_a_pass_sees_the_stored_answers_and_not_the_pruned_children() -> None:
+    live = {
+        ("Deployment", "d-sim"): deployment("d-sim", "sim", 1, 1),
+        ("Deployment", "d-risk-manager"): deployment("d-risk-manager", "risk-manager", 0, 0),
+        ("Deployment", "d-old"): deployment("d-old", "old", 1, 1),
+    }
+    scaled = deployment("d-risk-manager", "risk-manager", 1, 0)
+    applied = [({"kind": "Deployment", "metadata": {"name": "d-risk-manager"}}, scaled)]
+    after = after_writes(live, applied, [("Deployment", "d-old")])
+    assert after == {
+        ("Deployment", "d-sim"): live[("Deployment", "d-sim")],
+        ("Deployment", "d-risk-manager"): scaled,
+    }
+    observed, ready = observe(after)
+    assert observed.replicas == {"sim": 1, "risk-manager": 1} and ready == {"sim": 1, "risk-manager": 0}

@@ -46,3 +46,25 @@ def test_no_finalizer_rights_beyond_patching_the_tradingsystem() -> None:
     # Removing a finalizer left by an older version is a patch of the object, nothing more.
     assert "delete" not in verbs_for("tradingsystem.dev", "tradingsystems")
     assert "tradingsystems/finalizers" not in {r for rule in rules() for r in rule["resources"]}
+
+
+def test_leader_election_may_only_get_create_and_update_leases_in_the_operators_own_namespace() -> None:
+    docs = list(yaml.safe_load_all(RBAC.read_text()))
+    [role] = [d for d in docs if d["kind"] == "Role"]
+    [binding] = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    ]
+    (account,) = [d for d in docs if d["kind"] == "ServiceAccount"]
+    namespace = account["metadata"]["namespace"]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == namespace
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": namespace}
+    ]
+    # Nothing cluster-wide: the ClusterRole grants no lease right anywhere.
+    assert not verbs_for("coordination.k8s.io", "leases")

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tradingsystem.common.config import LIVE_CONFIRMATION, Settings, load_settings
+from tradingsystem.common.config import (
+    LIVE_CONFIRMATION,
+    AccountType,
+    SessionModel,
+    Settings,
+    SimSettings,
+    load_settings,
+)
 from tradingsystem_operator.models import TradingSystemSpec
 from tradingsystem_operator.render import HASH_ANNOTATION, Inputs, Observed, Owner, render
 
@@ -135,6 +143,31 @@ def test_config_is_a_valid_settings_document_for_the_cluster() -> None:
     assert settings.signals.params == {"fast": 5, "slow": 20.5}
     assert settings.sim.host == "demo-sim" and settings.sim.port == 8090
     assert str(settings.execution.db_path).startswith("/var/lib/tradingsystem/")
+
+
+def test_the_simulators_account_and_session_settings_reach_its_config() -> None:
+    sim = {
+        "accountType": "cash",
+        "multiplier": 1,
+        "hardToBorrow": ["GME"],
+        "session": "regular",
+        "startAt": "2026-12-07T14:25:00Z",
+    }
+    settings = Settings.model_validate(config_of(render(make_inputs(spec=make_spec(sim=sim))).manifests)).sim
+    assert (settings.account_type, settings.effective_multiplier) == (AccountType.CASH, 1)
+    assert settings.hard_to_borrow == ["GME"] and settings.session is SessionModel.REGULAR
+    assert settings.start_at == datetime(2026, 12, 7, 14, 25, tzinfo=UTC)
+
+
+def test_unset_simulator_settings_keep_the_simulators_defaults() -> None:
+    settings = Settings.model_validate(config_of(render(make_inputs()).manifests)).sim
+    defaults = SimSettings()
+    assert (settings.account_type, settings.multiplier, settings.session) == (
+        defaults.account_type,
+        defaults.multiplier,
+        defaults.session,
+    )
+    assert settings.start_at is None and settings.hard_to_borrow == []
 
 
 def test_credentials_only_as_secret_key_refs() -> None:

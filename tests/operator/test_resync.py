@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tradingsystem_operator.resync import due, referenced_secrets, referencing
+import copy
+from typing import Any
+
+from tradingsystem_operator.resync import deployment_signature, due, referenced_secrets, referencing
 
 A, B, C = ("ns1", "a"), ("ns1", "b"), ("ns2", "c")
 
@@ -36,3 +39,39 @@ def test_a_secret_event_finds_the_objects_of_its_namespace_that_use_it() -> None
     known = {A: frozenset({"alpaca", "keys"}), B: frozenset(), C: frozenset({"alpaca"})}
     assert referencing(known, "ns1", "alpaca") == [A]
     assert referencing(known, "ns1", "keys") == [A]
+
+
+def deployment(**status: int) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "generation": 2,
+            "labels": {"app.kubernetes.io/component": "sim"},
+            "annotations": {"h": "1"},
+        },
+        "spec": {"replicas": 1},
+        "status": {"observedGeneration": 2, "updatedReplicas": 1, "conditions": [], **status},
+    }
+
+
+def changed(edit: Any) -> bool:
+    before = deployment(availableReplicas=0)
+    after = copy.deepcopy(before)
+    edit(after)
+    return deployment_signature(before) != deployment_signature(after)
+
+
+def test_the_controllers_status_bookkeeping_needs_no_pass() -> None:
+    assert not changed(lambda d: d["status"].update(observedGeneration=3, updatedReplicas=0))
+    assert not changed(lambda d: d["status"]["conditions"].append({"type": "Progressing"}))
+    assert not changed(
+        lambda d: d["metadata"]["annotations"].update({"deployment.kubernetes.io/revision": "2"})
+    )
+
+
+def test_availability_readiness_and_drift_need_a_pass() -> None:
+    assert changed(lambda d: d["status"].update(availableReplicas=1))  # opens the next startup gate
+    assert changed(lambda d: d["status"].update(readyReplicas=1))  # reaches the status
+    assert changed(lambda d: d["metadata"].update(generation=3))  # its spec was edited
+    assert changed(lambda d: d["spec"].update(replicas=0))
+    assert changed(lambda d: d["metadata"]["labels"].update(extra="x"))  # our labels drifted
+    assert changed(lambda d: d["metadata"]["annotations"].pop("h"))

@@ -14,8 +14,8 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from tradingsystem.common.config import LIVE_CONFIRMATION, RiskSettings
-from tradingsystem_operator.models import RiskLimits
+from tradingsystem.common.config import LIVE_CONFIRMATION, RiskSettings, SimSettings
+from tradingsystem_operator.models import RiskLimits, SimSpec
 
 G, V, P = "tradingsystem.dev", "v1alpha1", "tradingsystems"
 BASE: dict[str, Any] = {"image": "ghcr.io/example/tradingsystem:0.1.0", "symbols": ["AAPL", "MSFT"]}
@@ -30,6 +30,18 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     ("live-acknowledged", LIVE),
     ("share-class-symbol", {"symbols": ["BRK.B", "SPY"]}),
     ("curve-keys-generated", {"security": {"curve": {"enabled": True}}}),
+    (
+        "sim-cash-account-in-regular-hours",
+        {
+            "sim": {
+                "accountType": "cash",
+                "multiplier": 1,
+                "session": "regular",
+                "startAt": "2026-12-07T14:25:00Z",
+                "hardToBorrow": ["GME", "BRK.B"],
+            }
+        },
+    ),
     (
         "peers-chosen",
         {
@@ -113,6 +125,16 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("bad-log-level", {"logLevel": "TRACE"}, 'Unsupported value: "TRACE"'),
     ("halted-not-bool", {"halted": "yes"}, "must be of type boolean"),
     ("zero-tick-rate", {"sim": {"tickRate": 0}}, "tickRate"),
+    ("sim-bad-account-type", {"sim": {"accountType": "ira"}}, 'Unsupported value: "ira"'),
+    ("sim-multiplier-3", {"sim": {"multiplier": 3}}, 'supported values: "1", "2", "4"'),
+    (
+        "sim-cash-on-margin",
+        {"sim": {"accountType": "cash", "multiplier": 2}},
+        "a cash account's sim.multiplier must be 1",
+    ),
+    ("sim-bad-session", {"sim": {"session": "24x5"}}, 'Unsupported value: "24x5"'),
+    ("sim-start-without-offset", {"sim": {"startAt": "tomorrow"}}, "spec.sim.startAt"),
+    ("sim-lowercase-htb", {"sim": {"hardToBorrow": ["gme"]}}, "spec.sim.hardToBorrow[0]"),
 ]
 
 
@@ -228,3 +250,40 @@ async def test_the_api_server_and_the_service_accept_and_refuse_the_same_limits(
         verdicts.append((limits, api_accepts, _service_accepts(limits)))
     assert [v for v in verdicts if v[1] != v[2]] == []
     assert {v[1] for v in verdicts} == {True, False}  # the table has both kinds
+
+
+# Simulator account settings: every multiplier around the rules, for both account types.
+SIM_CASES: list[dict[str, Any]] = [
+    {},
+    *({"multiplier": m} for m in (0, 1, 2, 3, 4, 8)),
+    {"accountType": "cash"},
+    *({"accountType": "cash", "multiplier": m} for m in (1, 2, 4)),
+    {"accountType": "margin", "multiplier": 4},
+    {"hardToBorrow": ["GME"]},
+    {"startAt": "2026-12-07T09:30:00-05:00"},
+]
+
+
+def _simulator_accepts(camel: dict[str, Any]) -> bool:
+    snake = {name: camel[f.alias] for name, f in SimSpec.model_fields.items() if f.alias in camel}
+    try:
+        SimSettings.model_validate(snake)
+    except ValidationError:
+        return False
+    return True
+
+
+async def test_the_api_server_and_the_simulator_accept_and_refuse_the_same_account_settings(
+    k8s_api: client.ApiClient, namespace: str, tradingsystem_crd: str
+) -> None:
+    verdicts = []
+    for i, sim in enumerate(SIM_CASES):
+        try:
+            await dry_create(k8s_api, namespace, body(f"sim-{i}", {"sim": sim}))
+            api_accepts = True
+        except ApiException as exc:
+            assert exc.status == 422, exc.body
+            api_accepts = False
+        verdicts.append((sim, api_accepts, _simulator_accepts(sim)))
+    assert [v for v in verdicts if v[1] != v[2]] == []
+    assert {v[1] for v in verdicts} == {True, False}

@@ -77,3 +77,14 @@ of the operator package's rbac.yaml (a multi-document manifest). */}}
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* The leader-election rules: those of the Role in files/rbac.yaml (Leases in the operator's own
+namespace). */}}
+{{- define "tso.leaseRules" -}}
+{{- range splitList "\n---\n" (.Files.Get "files/rbac.yaml") }}
+{{- $doc := fromYaml . }}
+{{- if eq (get $doc "kind") "Role" }}
+{{- toJson $doc.rules }}
+{{- end }}
+{{- end }}
+{{- end }}
