@@ -58,9 +58,10 @@ clean: ## remove the venv and caches (not the control-plane binaries)
 # when a copy is stale and names this target.
 CHART := helm/tradingsystem-operator
 
-chart-sync: ## copy the CRD, RBAC rules, dashboards and examples into the Helm chart
+chart-sync: ## copy the CRD, RBAC rules, operator alert rules, dashboards and examples into the Helm chart
 	cp crds/tradingsystems.yaml $(CHART)/crds/tradingsystems.yaml
 	cp operator/tradingsystem_operator/rbac.yaml $(CHART)/files/rbac.yaml
+	cp monitoring/rules/operator.rules.yaml $(CHART)/files/rules/operator.rules.yaml
 	rm -f $(CHART)/files/dashboards/*.json
 	for f in monitoring/dashboards/*.json; do [ ! -e "$$f" ] || cp "$$f" $(CHART)/files/dashboards/; done
 	cp examples/sim.yaml examples/paper.yaml examples/paper-secret.yaml $(CHART)/examples/

@@ -22,10 +22,12 @@ GOOD_VALUES = sorted(p for p in VALUES.glob("*.yaml") if not p.name.startswith("
 # offline rendering; say which cluster we target (the chart requires >= 1.29 for CEL rules).
 KUBE = ("--kube-version", "1.34.4")
 RBAC_SOURCE = REPO / "operator" / "tradingsystem_operator" / "rbac.yaml"
+OPERATOR_RULES_SOURCE = REPO / "monitoring" / "rules" / "operator.rules.yaml"
 # (source of truth, the chart's copy): `make chart-sync` refreshes every copy.
 COPIES = [
     (REPO / "crds" / "tradingsystems.yaml", CHART / "crds" / "tradingsystems.yaml"),
     (RBAC_SOURCE, CHART / "files" / "rbac.yaml"),
+    (OPERATOR_RULES_SOURCE, CHART / "files" / "rules" / "operator.rules.yaml"),
     *[(EXAMPLES / n, CHART / "examples" / n) for n in ("sim.yaml", "paper.yaml", "paper-secret.yaml")],
 ]
 
@@ -241,6 +243,18 @@ def test_monitoring_values_render_service_monitor_and_dashboards(helm: Helm) -> 
     assert container(objs)["image"] == "ghcr.io/acme/tradingsystem@sha256:" + "0123456789abcdef" * 4
 
 
+def test_monitoring_on_renders_the_operators_alerts_once_with_the_service_monitors_labels(helm: Helm) -> None:
+    objs = helm.template(*KUBE, "-f", str(VALUES / "monitoring.yaml"), namespace="ops")
+    rule = one(objs, "PrometheusRule")
+    assert rule["metadata"]["namespace"] == "ops"
+    assert rule["metadata"]["labels"] == one(objs, "ServiceMonitor")["metadata"]["labels"]
+    assert rule["spec"] == yaml.safe_load(OPERATOR_RULES_SOURCE.read_text())
+
+
+def test_monitoring_off_renders_no_prometheus_rule(helm: Helm) -> None:
+    assert by_kind(helm.template(*KUBE, "--set", "grafanaDashboards.enabled=true"), "PrometheusRule") == []
+
+
 def test_dashboard_configmaps_carry_the_sidecar_label_and_a_folder_by_default(helm: Helm) -> None:
     objs = helm.template(*KUBE, "--set", "grafanaDashboards.enabled=true")
     dashboards = by_kind(objs, "ConfigMap")
@@ -291,6 +305,7 @@ def test_packaged_chart_carries_crd_rules_dashboards_and_examples(helm: Helm, tm
     with tarfile.open(package) as tar:
         names = {n.removeprefix("tradingsystem-operator/") for n in tar.getnames()}
     expected = {"crds/tradingsystems.yaml", "files/rbac.yaml", "values.schema.json", "templates/NOTES.txt"}
+    expected |= {"files/rules/operator.rules.yaml"}
     expected |= {f"examples/{n}" for n in ("sim.yaml", "paper.yaml", "paper-secret.yaml")}
     expected |= {f"files/dashboards/{p.name}" for p in (CHART / "files" / "dashboards").glob("*.json")}
     assert expected <= names, expected - names

@@ -2,9 +2,10 @@
 
 The Prometheus operator (built from its Go module) runs a Prometheus (also built from its Go module) that selects
 ServiceMonitors and PrometheusRules by the `release` label, as kube-prometheus-stack users
-configure it. Our chart (its own ServiceMonitor and dashboard ConfigMaps on) and a sim
-TradingSystem with ``spec.monitoring.labels`` carrying that label are then scraped, their rules
-loaded, every dashboard panel's query answered, an alert goes pending -> firing -> resolved for a
+configure it. Our chart (its own ServiceMonitor, PrometheusRule and dashboard ConfigMaps on) and a
+sim TradingSystem with ``spec.monitoring.labels`` carrying that label are then scraped, their rules
+loaded (the operator's alerts once, though a second, idle TradingSystem brings its own
+PrometheusRule), every dashboard panel's query answered, an alert goes pending -> firing -> resolved for a
 real cause, and turning the ServiceMonitor off removes its targets. One module, run in file order
 on one cluster; every wait is bounded; timings are printed, never asserted.
 """
@@ -36,6 +37,8 @@ pytestmark = [pytest.mark.timeout(3600)]
 NAMESPACE = "ts-monitoring"  # the chart and the TradingSystem
 RELEASE = "ts"
 TS = "mon-sim"
+# Only its simulator runs: it is here for its PrometheusRule (not scraped: no ServiceMonitor).
+IDLE_TS = "mon-idle"
 INTERVAL = "5s"
 # Grafana's $__rate_interval for a 5 s scrape interval is 20 s; a minute is what a default
 # (15 s) data source gives and is robust to a missed scrape.
@@ -44,7 +47,7 @@ PIPELINE_JOBS = {
     f"tradingsystem-{s}" for s in ("market-data", "signal-bridge", "risk-manager", "execution-engine")
 }
 OPERATOR_JOB = "tradingsystem-operator"
-RULES_FILE = REPO / "monitoring" / "rules" / "tradingsystem.rules.yaml"
+RULES_DIR = REPO / "monitoring" / "rules"
 FIGURES: dict[str, float] = {}
 
 
@@ -89,6 +92,18 @@ def _ts_manifest(image: str) -> str:
     return yaml.safe_dump(doc)
 
 
+def _idle_ts_manifest(image: str) -> str:
+    doc = yaml.safe_load((REPO / "examples" / "sim.yaml").read_text())
+    doc["metadata"]["name"] = IDLE_TS
+    spec = doc["spec"]
+    spec["image"] = image
+    spec["halted"] = True  # no execution-engine
+    for section in ("marketData", "signalBridge", "riskManager"):
+        spec.setdefault(section, {})["replicas"] = 0
+    spec["monitoring"] = {"labels": dict(RELEASE_LABEL), "serviceMonitor": False}
+    return yaml.safe_dump(doc)
+
+
 @pytest.fixture(scope="module")
 def system(kind_env: KindEnvironment, product_image: str, prom: PrometheusAPI) -> Iterator[Cluster]:
     """The chart with its ServiceMonitor and dashboards on, and a sim TradingSystem trading."""
@@ -103,6 +118,7 @@ def system(kind_env: KindEnvironment, product_image: str, prom: PrometheusAPI) -
     with operator_release(kind_env, NAMESPACE, RELEASE, helm_args) as cluster:
         t0 = time.monotonic()
         cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", input=_ts_manifest(product_image))
+        cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", input=_idle_ts_manifest(product_image))
         in_cluster(
             lambda: _up_jobs(prom) & PIPELINE_JOBS, "a first pipeline target scraped", timeout=600, every=1
         )
@@ -142,21 +158,35 @@ def test_the_operators_replica_gauges_name_the_tradingsystem_and_its_namespace(
     }
 
 
-def _rule_file_groups() -> dict[str, list[str]]:
-    doc = yaml.safe_load(RULES_FILE.read_text())
+Groups = dict[str, list[str]]  # group name -> its rules' names
+
+
+def _rule_file_groups(name: str = "tradingsystem.rules.yaml") -> Groups:
+    doc = yaml.safe_load((RULES_DIR / name).read_text())
     return {g["name"]: [r.get("alert") or r["record"] for r in g["rules"]] for g in doc["groups"]}
 
 
-def test_the_rules_api_lists_every_group_and_rule_of_monitoring_rules(
+def _loaded_rule_files(prom: PrometheusAPI) -> list[Groups]:
+    """The rules API's groups by rule file, in a stable order: the Prometheus operator writes one
+    rule file per PrometheusRule it selects."""
+    files: dict[str, Groups] = {}
+    for g in prom.rule_groups():
+        files.setdefault(g["file"], {})[g["name"]] = [r["name"] for r in g["rules"]]
+    return sorted(files.values(), key=lambda groups: sorted(groups))
+
+
+def test_the_rules_api_lists_the_operators_group_once_and_each_systems_groups_once_per_system(
     system: Cluster, prom: PrometheusAPI
 ) -> None:
-    want = _rule_file_groups()
-
-    def loaded() -> dict[str, list[str]] | None:
-        got = {g["name"]: [r["name"] for r in g["rules"]] for g in prom.rule_groups()}
-        return got if got == want else None
-
-    in_cluster(loaded, "every group and rule of monitoring/rules/ in the rules API", timeout=300)
+    # One rule file per PrometheusRule: the chart's, mon-sim's and mon-idle's.
+    operator, systems = _rule_file_groups("operator.rules.yaml"), _rule_file_groups()
+    want = sorted([operator, systems, systems], key=lambda groups: sorted(groups))
+    deadline = time.monotonic() + 300
+    got = _loaded_rule_files(prom)
+    while got != want and time.monotonic() < deadline:
+        time.sleep(5)
+        got = _loaded_rule_files(prom)
+    assert got == want
     assert all(r["health"] == "ok" for g in prom.rule_groups() for r in g["rules"])
 
 

@@ -23,7 +23,8 @@ from tradingsystem_testing import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "monitoring"
-RULES_FILE = MONITORING / "rules" / "tradingsystem.rules.yaml"
+# tradingsystem.rules.yaml (per TradingSystem) and operator.rules.yaml (once, from the Helm chart).
+RULE_FILES = sorted((MONITORING / "rules").glob("*.rules.yaml"))
 STATIC_CONFIG = MONITORING / "prometheus" / "prometheus.yml"
 RULE_TESTS = sorted((MONITORING / "tests").glob("*.yaml"))
 
@@ -35,11 +36,12 @@ def tool(name: str) -> str:
 
 
 def load_rules() -> dict[str, Any]:
-    return yaml.safe_load(RULES_FILE.read_text())
+    """Every shipped rule file's groups, as one rule file."""
+    return {"groups": [g for path in RULE_FILES for g in yaml.safe_load(path.read_text())["groups"]]}
 
 
 def alert_rules(groups: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """alertname -> rule, from the shipped rule file."""
+    """alertname -> rule, from the shipped rule files."""
     doc = groups or load_rules()
     return {r["alert"]: r for g in doc["groups"] for r in g["rules"] if "alert" in r}
 

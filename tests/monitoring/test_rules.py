@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import yaml
-from promhelpers import RULE_TESTS, RULES_FILE, STATIC_CONFIG, alert_rules, tool
+from promhelpers import RULE_FILES, RULE_TESTS, STATIC_CONFIG, alert_rules, tool
 
 from tradingsystem.common.config import Settings
 
@@ -15,7 +15,8 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_promtool_check_rules_passes() -> None:
-    result = _run(tool("promtool"), "check", "rules", str(RULES_FILE))
+    assert RULE_FILES
+    result = _run(tool("promtool"), "check", "rules", *map(str, RULE_FILES))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -28,6 +29,11 @@ def test_promtool_rule_unit_tests_pass() -> None:
 def test_static_scrape_config_is_valid() -> None:
     result = _run(tool("promtool"), "check", "config", str(STATIC_CONFIG))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_static_scrape_config_loads_every_rule_file() -> None:
+    rule_files = yaml.safe_load(STATIC_CONFIG.read_text())["rule_files"]
+    assert sorted((STATIC_CONFIG.parent / f).resolve() for f in rule_files) == RULE_FILES
 
 
 def test_static_scrape_config_follows_the_job_convention_and_default_ports() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import zmq
 from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from risk_builders import quote
 
@@ -368,3 +369,11 @@ def test_every_approved_intent_is_reserved_on_disk_before_it_is_published(harnes
                 "SELECT 1 FROM risk_open_orders WHERE client_order_id = ?", (intent.client_order_id,)
             ).fetchall()
         assert stored, f"{intent.client_order_id} published before its reservation was written"
+
+
+def test_every_reject_reason_is_exported_at_zero_from_the_start(harness: Harness) -> None:
+    # Rejection panels and the reject-ratio rule read 0 on a system that rejects nothing yet.
+    body = urllib.request.urlopen(f"http://127.0.0.1:{harness.port}/metrics", timeout=5).read().decode()
+    [family] = [f for f in text_string_to_metric_families(body) if f.name == "tradingsystem_risk_rejects"]
+    exported = {s.labels["reason"] for s in family.samples if s.name == "tradingsystem_risk_rejects_total"}
+    assert exported == {r.value for r in RejectReason}

@@ -144,6 +144,10 @@ class RiskService:
             for k in (TOPIC_SIGNAL, TOPIC_QUOTE, TOPIC_TRADE, TOPIC_EXEC, TOPIC_EXEC_SYNC, TOPIC_HEARTBEAT)
         }
         self._hop = {k: m.HOP_LATENCY.labels(SERVICE, k.decode()) for k in self._in}
+        # Every reason exported from the start, at 0: the reject panels and the reject-ratio rule
+        # read 0 while nothing is rejected, rather than no series at all.
+        for reason in RejectReason:
+            m.RISK_REJECTS.labels(reason.value)
         self._out: dict[bytes, Any] = {}
         self._published: tuple[RiskState, str] | None = None
         self._gauges_due = 0.0
