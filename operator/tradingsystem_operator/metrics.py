@@ -16,6 +16,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from tradingsystem_operator.rules import SYSTEM_LABEL
+
 RECONCILE_RESULTS = ("success", "error")
 
 RECONCILES = Counter(
@@ -39,7 +41,7 @@ for _result in RECONCILE_RESULTS:
 
 # From the status the operator writes: a service whose pods never start (unschedulable, image
 # pull errors, crash before serving) has no scrape target at all, so `up` cannot tell; these can.
-_SERVICE_LABELS = ["namespace", "tradingsystem", "service"]
+_SERVICE_LABELS = ["namespace", SYSTEM_LABEL, "service"]
 SERVICE_DESIRED = Gauge(
     "tradingsystem_operator_service_desired_replicas",
     "Replicas the operator wants for each service of a TradingSystem (0 while halted or gated)",
@@ -71,7 +73,7 @@ def forget_system(namespace: str, name: str) -> None:
         for gauge in (SERVICE_DESIRED, SERVICE_READY)
         for metric in gauge.collect()
         for sample in metric.samples
-        if sample.labels.get("namespace") == namespace and sample.labels.get("tradingsystem") == name
+        if sample.labels.get("namespace") == namespace and sample.labels.get(SYSTEM_LABEL) == name
     }
     for service in services:
         _remove((namespace, name, service))

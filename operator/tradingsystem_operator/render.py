@@ -34,6 +34,7 @@ from tradingsystem_operator.models import (
     PeerSelector,
     TradingSystemSpec,
 )
+from tradingsystem_operator.rules import SYSTEM_LABEL, scoped
 from tradingsystem_operator.startup import GateInputs, gate
 
 MANAGER = "tradingsystem-operator"
@@ -566,7 +567,13 @@ def _service_monitor(inp: Inputs) -> dict[str, Any]:
                             "sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_component"],
                             "targetLabel": "job",
                             "replacement": "tradingsystem-$1",
-                        }
+                        },
+                        # Which TradingSystem: its PrometheusRule selects only its own series
+                        # (``rules.scoped``), even beside another system in the same namespace.
+                        {
+                            "sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_instance"],
+                            "targetLabel": SYSTEM_LABEL,
+                        },
                     ],
                 }
             ],
@@ -582,7 +589,7 @@ def _prometheus_rule(inp: Inputs) -> dict[str, Any]:
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": meta,
-        "spec": {"groups": [dict(g) for g in inp.rule_groups]},
+        "spec": {"groups": scoped(inp.rule_groups, {"namespace": owner.namespace, SYSTEM_LABEL: owner.name})},
     }
 
 

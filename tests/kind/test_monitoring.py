@@ -308,6 +308,14 @@ def test_halting_trading_takes_the_halted_alert_pending_then_firing_then_resolve
     _figure("halt -> alert pending", time.monotonic() - t0)
     in_cluster(lambda: _alert_state(prom, alert) == "firing", f"{alert} firing", timeout=300, every=1)
     _figure("halt -> alert firing", time.monotonic() - t0)
+    # Once, from mon-sim's own PrometheusRule: mon-idle's, in the same namespace, is scoped to
+    # mon-idle's series (unscoped, each system's copy would raise it: twice).
+    firing = [
+        a
+        for a in prom.alerts()
+        if a["labels"]["alertname"] == alert and a["labels"].get("namespace") == NAMESPACE
+    ]
+    assert [a["labels"].get("tradingsystem") for a in firing] == [TS]
     # The Health dashboard's "Firing alerts" table shows it.
     health = _dashboards(system)["TradingSystem / Health"]
     tables = [e for _, e in _panel_queries(health) if _alerts_panel(e)]

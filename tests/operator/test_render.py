@@ -20,6 +20,7 @@ from tradingsystem.common.config import (
 )
 from tradingsystem_operator.models import TradingSystemSpec
 from tradingsystem_operator.render import HASH_ANNOTATION, Inputs, Observed, Owner, render
+from tradingsystem_operator.rules import SYSTEM_LABEL
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -398,7 +399,8 @@ def test_monitoring_objects_only_when_crds_exist_and_enabled() -> None:
     assert endpoint["honorLabels"] is True, "the metrics' own `service` label must survive the scrape"
 
     rule = by_kind(render(both).manifests, "PrometheusRule")["demo-rules"]
-    assert rule["spec"]["groups"] == list(groups)
+    (scoped_rule,) = rule["spec"]["groups"][0]["rules"]
+    assert scoped_rule == {"alert": "A", "expr": 'up{namespace="trading",tradingsystem="demo"} == 0'}
     off = dataclasses.replace(
         both, spec=make_spec(monitoring={"serviceMonitor": False, "prometheusRule": False})
     )
@@ -409,8 +411,7 @@ def test_service_monitor_job_names_match_the_static_scrape_config() -> None:
     """Alert rules select job="tradingsystem-<service>": on Kubernetes and off it alike."""
     inp = make_inputs(service_monitor_crd=True, prometheus_rule_crd=False, rule_groups=())
     sm = by_kind(render(inp).manifests, "ServiceMonitor")["demo-metrics"]
-    (relabel,) = sm["spec"]["endpoints"][0]["relabelings"]
-    assert relabel["targetLabel"] == "job"
+    (relabel,) = [r for r in sm["spec"]["endpoints"][0]["relabelings"] if r["targetLabel"] == "job"]
     components = sm["spec"]["selector"]["matchExpressions"][0]["values"]
     k8s_jobs = {relabel["replacement"].replace("$1", c) for c in components}
     static = yaml.safe_load((REPO / "monitoring/prometheus/prometheus.yml").read_text())
@@ -420,3 +421,15 @@ def test_service_monitor_job_names_match_the_static_scrape_config() -> None:
 
 def test_render_is_deterministic() -> None:
     assert render(make_inputs(observed=ALL_UP)).manifests == render(make_inputs(observed=ALL_UP)).manifests
+
+
+def test_service_monitor_labels_every_series_with_its_tradingsystem_as_the_scoped_rules_select() -> None:
+    inp = make_inputs(service_monitor_crd=True, prometheus_rule_crd=False, rule_groups=())
+    sm = by_kind(render(inp).manifests, "ServiceMonitor")["demo-metrics"]
+    relabels = sm["spec"]["endpoints"][0]["relabelings"]
+    assert {
+        "sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_instance"],
+        "targetLabel": SYSTEM_LABEL,
+    } in relabels
+    services = [m for m in render(inp).manifests if m["kind"] == "Service"]
+    assert all(s["metadata"]["labels"]["app.kubernetes.io/instance"] == "demo" for s in services)
