@@ -15,6 +15,17 @@ created at once (sim mode):
   client (kubernetes_asyncio, no operator, no watch, no reads) as fast as the API server takes
   them, then its status written. Same latency definition; the operator's p99 over the floor's p99
   is what watch latency, reads and the framework cost.
+- **same starting state**: each phase (floor, operator) starts on a quiescent control plane, and
+  ends by deleting its namespace and waiting for it to be gone. Measured (12-01, 100 systems):
+  when the floor's last write returns, the controller-manager is still creating ReplicaSets and
+  Pods and updating the floor's 500 Deployments (60-190 requests/s for 15 s and more), and once
+  its namespace is gone the garbage collector still checks each of the 1,600 orphaned children
+  (GETs, ~100 requests/s for another ~14 s). An operator phase started then ran on a busy API
+  server its floor never saw (p99 33-42 s against 13-14 s without the floor before it). So
+  ``quiesce`` waits until the API server serves fewer than ``QUIET_RATE`` requests/s (all
+  clients; idle is about 1/s: leases, the kubernetes Endpoints) for ``QUIET_S`` seconds before
+  each phase starts its clock, and again once the operator serves (its initial listings).
+  ``floor_first=False`` swaps the phases, to check that the order does not change the result.
 - **RSS**: ``VmRSS`` of the operator process after convergence.
 - **idle writes**: the kube-apiserver's ``apiserver_request_total`` for write verbs on the
   operator's resources, diffed over an idle window in which the resync loop passes several times
@@ -67,6 +78,9 @@ OPERATOR_RESOURCES = {
     "tradingsystems",
     "events",
 }
+# The control plane is quiet when it serves at most QUIET_RATE requests/s for QUIET_S seconds.
+QUIET_RATE = 5.0
+QUIET_S = 3.0
 
 
 @dataclass
@@ -102,8 +116,8 @@ def tradingsystem(name: str) -> dict[str, Any]:
     }
 
 
-def _converged(cp: ControlPlane, ns: str) -> set[str]:
-    """Names of the TradingSystems whose children all exist and whose status is written."""
+def _children_complete(cp: ControlPlane, ns: str) -> set[str]:
+    """Names of the TradingSystems all of whose first-stage children exist (5 full listings)."""
     counts: dict[str, dict[str, int]] = {}
     for kind, path in CHILDREN.items():
         listing = _ok(cp.request("GET", path.format(ns=ns)), f"list {kind}")
@@ -112,16 +126,27 @@ def _converged(cp: ControlPlane, ns: str) -> set[str]:
             if instance:
                 per = counts.setdefault(instance, {})
                 per[kind] = per.get(kind, 0) + 1
+    return {name for name, per in counts.items() if per == EXPECTED}
+
+
+def _status_current(cp: ControlPlane, ns: str) -> set[str]:
+    """Names of the TradingSystems whose status has the current ``observedGeneration``."""
     listing = _ok(cp.request("GET", TS_PATH.format(ns=ns)), "list TradingSystems")
     return {
         ts["metadata"]["name"]
         for ts in listing["items"]
         if (ts.get("status") or {}).get("observedGeneration") == ts["metadata"]["generation"]
-        and counts.get(ts["metadata"]["name"]) == EXPECTED
     }
 
 
 def apply_and_wait(cp: ControlPlane, ns: str, n: int, timeout: float) -> list[float]:
+    """Create N TradingSystems back to back; each one's seconds until its status is current.
+
+    Only the TradingSystems are polled: a pass writes status after its applies have returned, so
+    a current status means the children exist; checked once at the end. Polling the 1,700
+    children every 50 ms instead (5 full listings) cost the API server and this process more CPU
+    than the operator's own work at 100, an observer load the floor phase does not have.
+    """
     created: dict[str, float] = {}
     for i in range(n):
         name = f"ts-{i:03d}"
@@ -133,27 +158,72 @@ def apply_and_wait(cp: ControlPlane, ns: str, n: int, timeout: float) -> list[fl
         if time.monotonic() > deadline:
             raise TimeoutError(f"{n - len(done)} of {n} TradingSystems not converged in {timeout} s")
         seen = time.monotonic()
-        for name in _converged(cp, ns) - done.keys():
+        for name in _status_current(cp, ns) - done.keys():
             done[name] = seen - created[name]
         time.sleep(0.05)
+    missing = done.keys() - _children_complete(cp, ns)
+    if missing:
+        raise RuntimeError(f"status current but children missing for {sorted(missing)}")
     return sorted(done.values())
+
+
+def requests_served(cp: ControlPlane) -> Counter[str]:
+    """Requests the API server has served so far, every client, by "VERB resource[/subresource]"."""
+    status, text = cp.request("GET", "/metrics")
+    if status != 200:
+        raise RuntimeError(f"apiserver /metrics: {status}")
+    # Only this counter's lines: parsing all of /metrics takes seconds once it holds 1,700 objects' worth.
+    wanted = "\n".join(line for line in text.splitlines() if line.startswith("apiserver_request_total{"))
+    counts: Counter[str] = Counter()
+    for fam in text_string_to_metric_families(wanted):
+        for s in fam.samples:
+            sub = s.labels.get("subresource")
+            counts[f"{s.labels.get('verb')} {s.labels.get('resource') or '-'}{'/' + sub if sub else ''}"] += (
+                int(s.value)
+            )
+    return counts
 
 
 def write_requests(cp: ControlPlane) -> Counter[str]:
     """Write requests served so far on the operator's resources (all clients), by verb and resource."""
-    status, text = cp.request("GET", "/metrics")
-    if status != 200:
-        raise RuntimeError(f"apiserver /metrics: {status}")
-    counts: Counter[str] = Counter()
-    for fam in text_string_to_metric_families(text):
-        if fam.name != "apiserver_request":
-            continue
-        for s in fam.samples:
-            verb, resource = s.labels.get("verb"), s.labels.get("resource")
-            if s.name == "apiserver_request_total" and verb in WRITE_VERBS and resource in OPERATOR_RESOURCES:
-                sub = s.labels.get("subresource")
-                counts[f"{verb} {resource}{'/' + sub if sub else ''}"] += int(s.value)
-    return counts
+    return Counter(
+        {
+            key: n
+            for key, n in requests_served(cp).items()
+            if key.split()[0] in WRITE_VERBS and key.split()[1].split("/")[0] in OPERATOR_RESOURCES
+        }
+    )
+
+
+def quiesce(cp: ControlPlane, timeout: float = 300) -> float:
+    """Wait until the control plane is idle (see the module docstring); returns the seconds waited."""
+    started = time.monotonic()
+    window: list[tuple[float, int, Counter[str]]] = []
+    report_at = started + 10
+    while True:
+        now = time.monotonic()
+        served = requests_served(cp)
+        if now - started > timeout:
+            busiest = (served - window[0][2]).most_common(5) if window else []
+            raise TimeoutError(
+                f"the control plane did not become quiet within {timeout} s; busiest requests in the "
+                f"last {QUIET_S:g} s: {busiest}. Is another client writing to it?"
+            )
+        window.append((now, served.total(), served))
+        while len(window) > 2 and now - window[1][0] >= QUIET_S:
+            window.pop(0)  # keep the newest sample at least QUIET_S old as the window's start
+        span = now - window[0][0]
+        # Our own /metrics scrapes are requests too: one per sample, allowed for by the rate.
+        rate = (window[-1][1] - window[0][1]) / span if span else float("inf")
+        if span >= QUIET_S and rate <= QUIET_RATE:
+            return now - started
+        if now >= report_at:
+            busiest = (served - window[0][2]).most_common(3)
+            print(
+                f"  waiting for a quiet control plane: {rate:.0f} requests/s, busiest {busiest}", flush=True
+            )
+            report_at = now + 10
+        time.sleep(0.5)
 
 
 def settle(cp: ControlPlane, quiet_s: float, timeout: float) -> None:
@@ -232,18 +302,23 @@ def floor(cp: ControlPlane, n: int) -> list[float]:
     """The same objects written by a bare client as fast as the API server takes them."""
     ns = create_namespace(cp)
     try:
+        quiesce(cp)
         return asyncio.run(_write_floor(cp, ns, n))
     finally:
         delete_namespace(cp, ns)
 
 
-def measure(cp: ControlPlane, n: int, *, resync_s: float, idle_s: float, log: Path) -> Result:
-    """The floor, then one operator process in one fresh namespace, N TradingSystems."""
-    floor_latencies = floor(cp, n)
+def measure(
+    cp: ControlPlane, n: int, *, resync_s: float, idle_s: float, log: Path, floor_first: bool = True
+) -> Result:
+    """The floor and one operator process in one fresh namespace, N TradingSystems, each phase
+    from a quiet control plane (``floor_first=False``: the operator phase first)."""
+    floor_latencies = floor(cp, n) if floor_first else []
     ns = create_namespace(cp)
     assert cp.kubeconfig is not None
     with operator_process(cp.kubeconfig, ns, log, resync_s) as op:
         wait_until_serving(op, timeout=120)  # importing kopf on a loaded machine is not a pass
+        quiesce(cp)  # the previous phase's tail and the operator's initial listings
         latencies = apply_and_wait(cp, ns, n, timeout=60 + n)
         settle(cp, quiet_s=2 * resync_s, timeout=120)
         writes, passes = write_requests(cp), sum(op.reconciles().values())
@@ -254,6 +329,8 @@ def measure(cp: ControlPlane, n: int, *, resync_s: float, idle_s: float, log: Pa
         if op.proc.poll() is not None:
             raise RuntimeError(f"operator exited with {op.proc.returncode}; log: {log}")
     delete_namespace(cp, ns)  # no finalizer: it goes without the operator
+    if not floor_first:
+        floor_latencies = floor(cp, n)
     return Result(n, latencies, rss, idle_s, idle_writes, idle_passes, floor_latencies)
 
 
