@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ async def test_operator_runs_with_only_its_rbac(
         # Then apply (SSA) and prune of every child kind, and the Deployment watch.
         status = await _wait_status(custom, namespace, "WaitingForUpstream")
     assert runner.exit_code == 0
-    assert "Forbidden" not in runner.output and "403" not in runner.output, runner.output[-3000:]
+    assert not _refused(runner.output), runner.output[-3000:]
     assert status["services"]["risk-manager"]["waitingOn"] == "execution-engine"
     events = (await client.CoreV1Api(k8s_api).list_namespaced_event(namespace)).items
     assert any(e.reason == "SecretNotFound" for e in events)
@@ -119,4 +120,17 @@ async def _wait_status(custom: client.CustomObjectsApi, namespace: str, reason: 
         timeout=45,
         every=0.25,
         detail=lambda: f"; status: {status}",
+    )
+
+
+def _refused(log: str) -> bool:
+    """A refusal in the operator's log: "forbidden" in any case (the API server's message, kopf's
+    error) or a 403 status — not the digits of a log timestamp's milliseconds (",403]")."""
+    return "forbidden" in log.lower() or re.search(r"(?<![\d,])403(?!\d)", log) is not None
+
+
+def test_a_refusal_is_recognised_and_a_timestamp_is_not() -> None:
+    assert (_refused("23:13:32,403] Handler 'registry' succeeded."), _refused("answered 403: no")) == (
+        False,
+        True,
     )
