@@ -189,6 +189,7 @@ def test_a_resync_replays_the_outbox_in_order_and_names_unknown_orders(harness: 
     eventually(answered, "the resync answer")
     reply = replies[0]
     assert (reply.head, reply.replayed_to, reply.unknown) == (head, head, ["never-sent"])
-    # The last full replay before the answer is the whole outbox, in report_seq order.
-    last_round = [r.report_seq for r in replayed][-head:]
-    assert last_round == list(range(1, head + 1))
+    # The last full replay before the answer is the whole outbox, in order, one chain.
+    outbox = [(r.report_seq, r.prev_seq) for r in harness.engine.store.reports_since(0)]
+    assert [(r.report_seq, r.prev_seq) for r in replayed][-len(outbox) :] == outbox
+    assert [prev for _, prev in outbox] == [0] + [seq for seq, _ in outbox[:-1]]

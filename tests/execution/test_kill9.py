@@ -9,20 +9,23 @@ the broker's positions, and keep trading.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 import requests
 
 from tradingsystem.common.bus import Publisher, Subscriber
-from tradingsystem.common.wire import TOPIC_EXEC, ExecutionReport, OrderIntent, OrderStatus, Side
+from tradingsystem.common.wire import TOPIC_EXEC, ExecutionReport, OrderIntent, OrderStatus, Side, SyncRequest
 from tradingsystem.execution.store import OrderStore
+from tradingsystem.risk.resync import ReportVerdict, Resync
 from tradingsystem_testing import eventually
 from tradingsystem_testing.sim import SimulatorThread
 
@@ -159,4 +162,71 @@ def test_kill9_before_the_order_reached_the_broker(
     assert len(ledger_orders(sim, intent.client_order_id)) == 1
     store = OrderStore(db)
     assert store.positions() == ledger_positions(sim) == {SYMBOL: 3.0}
+    store.close()
+
+
+def test_a_machine_crash_that_loses_the_unsynced_reports_gets_them_again_under_new_numbers(
+    sim: SimulatorThread, tmp_path: Path, engines: list[EngineProcess]
+) -> None:
+    """Reports of an order the broker holds are published before their fsync. A machine crash
+    is simulated by killing the engine and putting its store back to what was fsynced (the
+    PENDING_SUBMIT row, copied while the broker held the order's response): the restarted
+    engine must report the broker's state again under numbers never used before, chained
+    below what the risk manager already applied, with one broker order and equal positions."""
+    env = sim_env(sim, tmp_path, request_timeout_s=30)
+    db = Path(env["TS_EXECUTION__DB_PATH"])
+    durable = tmp_path / "fsynced.sqlite"
+    risk = Publisher(env["TS_BUS__RISK"], service="risk-manager")
+    reports = Subscriber(env["TS_BUS__EXECUTION"], [TOPIC_EXEC])
+    seen: list[ExecutionReport] = []
+
+    def reported(cid: str, status: OrderStatus) -> bool:
+        while reports.sock.poll(50):
+            msg = reports.recv().msg
+            if isinstance(msg, ExecutionReport):
+                seen.append(msg)
+        return any(r.client_order_id == cid and r.status is status for r in seen)
+
+    try:
+        first = EngineProcess(env)
+        engines.append(first)
+        eventually(first.ready, "first engine ready", timeout=20)
+        sim.faults.hang_s = 2.0
+        sim.faults.order_hang_next = 1
+        intent = _intent(4)
+        eventually(
+            lambda: risk.publish(intent) and ledger_orders(sim, intent.client_order_id), "order at the broker"
+        )
+        with closing(sqlite3.connect(durable)) as copy, closing(sqlite3.connect(db)) as live:
+            live.backup(copy)  # the PENDING_SUBMIT commit: all a machine crash must leave
+        eventually(lambda: reported(intent.client_order_id, OrderStatus.FILLED), "fill reported", timeout=20)
+        applied = max(r.report_seq for r in seen)
+        assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+        for suffix in ("-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(durable, db)
+        assert _status(db, intent.client_order_id) == OrderStatus.PENDING_SUBMIT.value
+
+        seen.clear()
+        second = EngineProcess(env)
+        engines.append(second)
+        eventually(second.ready, "restarted engine ready (reconciled)", timeout=20)
+        # As the risk manager does: "every report after the last one I applied".
+        since = SyncRequest(request_id=1, since=applied)
+        eventually(
+            lambda: risk.publish(since) and reported(intent.client_order_id, OrderStatus.FILLED),
+            "fill reported again",
+            timeout=20,
+        )
+        again = next(r for r in seen if r.client_order_id == intent.client_order_id)
+        assert again.report_seq > applied and again.prev_seq < applied
+        resync = Resync(applied, interval_s=5.0)
+        assert resync.on_report(again.report_seq, again.prev_seq) is ReportVerdict.RESUMED
+        assert second.stop(signal.SIGTERM) == 0
+    finally:
+        reports.close()
+        risk.close()
+    assert len(ledger_orders(sim, intent.client_order_id)) == 1
+    store = OrderStore(db)
+    assert store.positions() == ledger_positions(sim) == {SYMBOL: 4.0}
     store.close()

@@ -26,9 +26,30 @@ def test_reports_apply_once_in_order() -> None:
 def test_a_gap_is_not_applied_and_asks_for_the_missing_reports() -> None:
     r = synced(5)
     assert r.on_report(9) is ReportVerdict.GAP
-    assert (r.last_seq, r.pending, r.gaps) == (5, SyncTrigger.GAP, 3)
+    assert (r.last_seq, r.pending, r.gaps) == (5, SyncTrigger.GAP, 1)
     req = r.request(1.0, lambda: ["a"])
     assert req is not None and (req.since, req.open) == (5, ["a"])
+
+
+def test_a_report_chained_to_the_last_one_applies_across_an_engine_restart() -> None:
+    r = synced(5)
+    next_generation = 2 << 32
+    assert r.on_report(next_generation, prev_seq=5) is ReportVerdict.APPLY
+    assert r.on_report(next_generation + 1, prev_seq=next_generation) is ReportVerdict.APPLY
+    assert r.last_seq == next_generation + 1
+
+
+def test_a_report_chained_ahead_of_the_last_one_is_a_gap() -> None:
+    r = synced(5)
+    assert r.on_report(2 << 32, prev_seq=7) is ReportVerdict.GAP
+    assert (r.last_seq, r.pending) == (5, SyncTrigger.GAP)
+
+
+def test_a_chain_resumed_below_the_last_one_is_the_engines_lost_tail_and_applies() -> None:
+    r = synced(5)  # 4 and 5 were applied here, then lost by the engine's machine crash
+    assert r.on_report(2 << 32, prev_seq=3) is ReportVerdict.RESUMED
+    assert (r.last_seq, r.pending, r.resumed) == (2 << 32, None, 1)
+    assert r.on_report(4, prev_seq=3) is ReportVerdict.DUPLICATE
 
 
 def test_an_unanswered_request_is_sent_again_after_the_retry_interval() -> None:

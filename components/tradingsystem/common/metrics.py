@@ -109,7 +109,12 @@ RISK_RESYNCS = Counter(
 )
 RISK_REPORT_GAPS = Counter(
     "tradingsystem_risk_report_gap_total",
-    "Execution reports missing by their durable report_seq (then fetched by a resync)",
+    "Execution reports that arrived ahead of the outbox chain (the ones before were missing; a resync fetched them)",
+)
+RISK_REPORT_CHAIN_RESUMED = Counter(
+    "tradingsystem_risk_report_chain_resumed_total",
+    "Times the execution-engine's outbox resumed below the last report applied here "
+    "(its unsynced tail lost by a machine crash; its reconciliation reports the broker's state again)",
 )
 RISK_INTENT_REPLAYS = Counter(
     "tradingsystem_risk_intent_replays_total",

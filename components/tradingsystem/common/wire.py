@@ -229,10 +229,13 @@ class ExecutionReport(Msg, tag=_tag("exec")):
     broker_order_id: str | None = None
     reason: str = ""
     origin_ts: int = 0
-    # Durable, gap-free sequence from the execution-engine's outbox (1, 2, ...), the same
-    # across its restarts: the risk manager applies each report once, in this order.
+    # The execution-engine's outbox sequence: increasing, never reused, gap-free within one
+    # store generation (a generation starts at each engine start, at ``generation << 32``).
+    # ``prev_seq`` is the outbox row before this one, so the risk manager applies each report
+    # once, in order, by the chain (-1: a pre-chain engine, read as ``report_seq - 1``).
     report_seq: int = 0
     reject: ExecRejectReason | None = None
+    prev_seq: int = -1
 
 
 class SyncRequest(Msg, tag=_tag("sync")):

@@ -2,20 +2,35 @@
 
 The order row is written as PENDING_SUBMIT *before* the HTTP submit, so after a crash the
 restarted engine knows the order may exist at the broker and looks it up by its
-client_order_id before it would ever resubmit. WAL with ``synchronous=FULL``: every commit
-is on disk before the call returns, which is what the money path needs. The intents that
-arrive together are inserted in one transaction (``add_many``: one fsync for the batch).
+client_order_id before it would ever resubmit. WAL mode; the intents that arrive together
+are inserted in one transaction (``add_many``: one fsync for the batch).
 
 The outbox: every order/fill state change writes its ``ExecutionReport`` in the same
-transaction, under ``report_seq`` = an AUTOINCREMENT key (durable, gap-free, never reused,
-continuing across restarts). Reports are published from here, and served again to a risk
-manager that asks for "every report after N" (a resync), so none is lost to a crash, a
+transaction, under ``report_seq``. Reports are published from here, and served again to a
+risk manager that asks for "every report after N" (a resync), so none is lost to a crash, a
 restart or a subscriber that was not connected yet.
+
+What is fsynced (``needs_fsync``): every commit whose loss after a machine crash could not
+be recovered from the broker: new orders, and every report of an order the broker does not
+hold (local rejections, refusals). A report of an order the broker holds (acknowledged,
+filled, cancelled) is committed with ``synchronous=NORMAL``: in the page cache, so a killed
+process loses nothing, and written to disk by the next fsynced commit or checkpoint (≤ 1 s).
+If a machine crash loses it, the order is back to its last fsynced state (at worst
+PENDING_SUBMIT, with its broker id unknown) and the start-up reconciliation looks it up and
+reports the broker's state and cumulative fills again.
+
+Such a lost report may already have been published, so its ``report_seq`` must never be
+used again: each open of the store starts a **generation** (a row fsynced before anything
+else), and the generation's sequence starts at ``generation << 32``. Within a generation
+the sequence is gap-free; every report also carries ``prev_seq``, the row before it, so the
+risk manager can tell a restart (the chain continues), a gap (it asks again) and the tail
+lost by a machine crash (the chain resumes below what it holds: ``risk/resync.py``).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -59,7 +74,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     report BLOB NOT NULL,
     ts INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS generations (
+    generation INTEGER PRIMARY KEY AUTOINCREMENT,
+    opened_ns INTEGER NOT NULL
+);
 """
+
+GENERATION_SHIFT = 32  # 4 billion reports per engine start
 
 _COLUMNS = (
     "client_order_id, symbol, side, qty, order_type, time_in_force, limit_price, origin_ts, "
@@ -68,6 +89,13 @@ _COLUMNS = (
 _N_COLUMNS = _COLUMNS.count(",") + 1
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(ExecutionReport).decode
+
+
+def needs_fsync(order: Order) -> bool:
+    """Whether a report of ``order`` must be on disk before it is published: unless the
+    broker holds the order (it has its id and did not refuse it), nothing but this commit
+    would remember the state change after a machine crash. No I/O."""
+    return order.broker_order_id is None or order.status is OrderStatus.REJECTED
 
 
 def _row(o: Order) -> tuple[object, ...]:
@@ -115,11 +143,27 @@ class OrderStore:
 
     def __init__(self, path: Path | str) -> None:
         self._db = connect(path, _SCHEMA, synchronous="FULL")
+        self._synchronous = "FULL"
         self._checkpointer = Checkpointer(path)
         self._lock = threading.Lock()
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(orders)")}
         if "approved_ts" not in columns:  # a store written before the column existed
             self._db.execute("ALTER TABLE orders ADD COLUMN approved_ts INTEGER NOT NULL DEFAULT 0")
+        # Fsynced (FULL) before any report of this generation can be written or published.
+        cur = self._db.execute("INSERT INTO generations (opened_ns) VALUES (?)", (time.time_ns(),))
+        self.generation = int(cur.lastrowid or 0)
+        (last,) = self._db.execute("SELECT COALESCE(MAX(report_seq), 0) FROM outbox").fetchone()
+        self._last_seq = int(last)
+        self._next_seq = max(self._last_seq + 1, self.generation << GENERATION_SHIFT)
+
+    def _begin(self, *, fsync: bool) -> None:
+        # The level can only change outside a transaction; a FULL commit also makes every
+        # earlier NORMAL one durable (one WAL file, one fsync).
+        level = "FULL" if fsync else "NORMAL"
+        if level != self._synchronous:
+            self._db.execute(f"PRAGMA synchronous={level}")
+            self._synchronous = level
+        self._db.execute("BEGIN IMMEDIATE")
 
     def add(self, order: Order) -> bool:
         """Insert a new order; False if its client_order_id is already known (a replayed intent)."""
@@ -131,7 +175,7 @@ class OrderStore:
         sql = f"INSERT OR IGNORE INTO orders ({_COLUMNS}) VALUES ({','.join('?' * _N_COLUMNS)})"
         new = []
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._begin(fsync=True)
             try:
                 for order in orders:
                     if self._db.execute(sql, _row(order)).rowcount == 1:
@@ -144,10 +188,11 @@ class OrderStore:
 
     def save(self, order: Order, fill: Fill | None = None, ts: int = 0) -> ExecutionReport:
         """Persist the order's state, the fill that produced it and its report (the outbox),
-        in one transaction; returns the report with its durable ``report_seq``."""
+        in one transaction (fsynced if ``needs_fsync``); returns the report with its
+        ``report_seq`` and ``prev_seq``."""
         report = order.report(fill)
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._begin(fsync=needs_fsync(order))
             try:
                 self._db.execute(
                     "UPDATE orders SET status=?, broker_order_id=?, filled_qty=?, avg_fill_price=?, reason=? "
@@ -166,15 +211,17 @@ class OrderStore:
                         "INSERT OR IGNORE INTO fills VALUES (?,?,?,?,?)",
                         (order.client_order_id, order.filled_qty, fill.qty, fill.price, ts),
                     )
-                cur = self._db.execute(
-                    "INSERT INTO outbox (client_order_id, report, ts) VALUES (?,?,?)",
-                    (order.client_order_id, _encode(report), ts),
+                report.report_seq, report.prev_seq = self._next_seq, self._last_seq
+                self._db.execute(
+                    "INSERT INTO outbox (report_seq, client_order_id, report, ts) VALUES (?,?,?,?)",
+                    (report.report_seq, order.client_order_id, _encode(report), ts),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        report.report_seq = int(cur.lastrowid or 0)
+            self._last_seq = self._next_seq
+            self._next_seq += 1
         return report
 
     def head(self) -> int:

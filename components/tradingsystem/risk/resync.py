@@ -1,9 +1,15 @@
 """Exactly-once execution reports for the risk manager: durable sequence tracking and resync. No I/O.
 
-The execution-engine numbers every report in its outbox (``report_seq``: 1, 2, ... with no
-gaps, continuing across its restarts). The risk manager keeps the last one it applied
-(``last_seq``, persisted with its state in the same transaction) and applies report N only
-when it holds N-1: a repeat is ignored, a jump is a gap. A gap, a new publisher epoch (the
+The execution-engine numbers every report in its outbox (``report_seq``: increasing, never
+reused) and names the one before it (``prev_seq``): a chain. The risk manager keeps the last
+one it applied (``last_seq``, persisted with its state in the same transaction) and applies a
+report when its ``prev_seq`` is ``last_seq``: a repeat is ignored, a link ahead of what it
+holds is a gap. A link *behind* it (``prev_seq < last_seq < report_seq``) means the engine's
+outbox no longer has the reports after ``prev_seq`` that were applied here: a machine crash
+took the engine's unsynced tail (reports of orders the broker holds are published before
+their fsync, ``execution/store.py``). Those reports were true; the engine's start-up
+reconciliation reports the broker's state and cumulative fills again, which the risk engine
+applies idempotently, so the chain is resumed there (``RESUMED``, counted). A gap, a new publisher epoch (the
 engine restarted, or another pod answers behind the Service), the start of this process and
 a periodic timer all ask for a resync: a ``SyncRequest`` "every report after ``last_seq``,
 and which of these open orders do you not know". The engine replays from its outbox and
@@ -27,6 +33,7 @@ from tradingsystem.common.wire import SyncReply, SyncRequest
 
 class ReportVerdict(enum.StrEnum):
     APPLY = "apply"  # the next one in sequence
+    RESUMED = "resumed"  # the next one after the engine lost the tail applied here (see above)
     DUPLICATE = "duplicate"  # already applied (a replay overlapping the live stream)
     GAP = "gap"  # one or more before it are missing: not applied, resync
     # No sequence yet (first start, before the first answer): applied by the engine's own
@@ -53,19 +60,25 @@ class Resync:
     request_id: int = 0
     _sent_at: float | None = None
     _next_periodic: float = 0.0
-    gaps: int = field(default=0)
+    gaps: int = field(default=0)  # reports that arrived ahead of the chain
+    resumed: int = field(default=0)
 
-    def on_report(self, report_seq: int) -> ReportVerdict:
+    def on_report(self, report_seq: int, prev_seq: int = -1) -> ReportVerdict:
+        """``prev_seq`` -1: an engine from before the chain, whose sequence had no gaps."""
         if self.last_seq is None:
             return ReportVerdict.UNSYNCED
         if report_seq <= self.last_seq:
             return ReportVerdict.DUPLICATE
-        if report_seq > self.last_seq + 1:
-            self.gaps += report_seq - self.last_seq - 1
+        prev = report_seq - 1 if prev_seq < 0 else prev_seq
+        if prev > self.last_seq:
+            self.gaps += 1
             self.need(SyncTrigger.GAP)
             return ReportVerdict.GAP
+        verdict = ReportVerdict.APPLY if prev == self.last_seq else ReportVerdict.RESUMED
+        if verdict is ReportVerdict.RESUMED:
+            self.resumed += 1
         self.last_seq = report_seq
-        return ReportVerdict.APPLY
+        return verdict
 
     def need(self, trigger: SyncTrigger) -> bool:
         """Ask for a resync; False if one is already pending (counted once)."""

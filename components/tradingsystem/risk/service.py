@@ -300,14 +300,24 @@ class RiskService:
         m.RISK_DECISIONS.inc(len(held))
 
     def _on_report(self, report: ExecutionReport) -> None:
-        verdict = self.resync.on_report(report.report_seq)
-        if verdict in (ReportVerdict.APPLY, ReportVerdict.UNSYNCED):
+        last = self.resync.last_seq
+        verdict = self.resync.on_report(report.report_seq, report.prev_seq)
+        if verdict is ReportVerdict.RESUMED:
+            log.warning(
+                "the execution-engine's outbox resumes at %d after %d, below report %s applied here: "
+                "it lost its unsynced tail (machine crash); its reconciliation reports the broker's state again",
+                report.report_seq,
+                report.prev_seq,
+                last,
+            )
+            m.RISK_REPORT_CHAIN_RESUMED.inc()
+        if verdict in (ReportVerdict.APPLY, ReportVerdict.RESUMED, ReportVerdict.UNSYNCED):
             with self._lock:
                 self.engine.on_report(report)
             self._dirty = True
             self._gauges_due = 0.0  # positions moved: refresh now
         elif verdict is ReportVerdict.GAP:
-            m.RISK_REPORT_GAPS.inc(report.report_seq - (self.resync.last_seq or 0) - 1)
+            m.RISK_REPORT_GAPS.inc()
 
     def _on_sync_reply(self, reply: SyncReply, pub: Publisher) -> None:
         """Every replayed report before this reply is applied; re-publish the intents the
