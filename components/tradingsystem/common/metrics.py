@@ -139,7 +139,8 @@ INTENT_QUEUE = Gauge(
     "tradingsystem_execution_intent_queue_depth", "Approved orders waiting for their first submit"
 )
 OUTBOX_HEAD = Gauge(
-    "tradingsystem_execution_outbox_head", "Last durable report_seq written to the execution outbox"
+    "tradingsystem_execution_outbox_head",
+    "Last report_seq written to the execution outbox (it starts at generation << 32 at each engine start)",
 )
 BROKER_REQUESTS = Counter("tradingsystem_broker_requests_total", "Requests to the broker API", ["endpoint"])
 BROKER_ERRORS = Counter(
