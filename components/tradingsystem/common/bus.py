@@ -3,7 +3,9 @@ optional CurveZMQ.
 
 Sockets are plain (blocking) pyzmq sockets: ``zmq.asyncio`` roughly doubles the round trip
 on a small machine, and the per-message path must stay lean. A socket belongs to the thread
-that created it; each service runs its message loop in one thread.
+that created it; each service runs its message loop in one thread. (One exception: the
+execution-engine shares its PUB socket between two threads under a lock, which libzmq
+allows as a full memory barrier; see ``execution/service.py``.)
 
 Every socket gets the same link tuning (``LINK``, applied in ``_tune``) so that a peer that
 vanishes without closing (a pod deleted behind a Service, a black-holed route) is detected
