@@ -33,7 +33,14 @@ from tradingsystem_operator.metrics import (
 from tradingsystem_operator.models import GROUP, KIND, PLURAL, VERSION, Phase
 from tradingsystem_operator.reconcile import reconcile
 from tradingsystem_operator.render import MANAGER
-from tradingsystem_operator.resync import Key, deployment_signature, due, referenced_secrets, referencing
+from tradingsystem_operator.resync import (
+    Key,
+    deployment_needs_pass,
+    deployment_signature,
+    due,
+    referenced_secrets,
+    referencing,
+)
 from tradingsystem_operator.rules import load_rule_groups
 from tradingsystem_operator.status import Problem
 
@@ -217,7 +224,9 @@ async def _resync_loop(memo: kopf.Memo) -> None:
     while True:
         await asyncio.sleep(tick)
         now = loop.time()
-        for key in due(memo.known, memo.last_pass, now, memo.resync_s):
+        # The object's lock is held from a trigger until its pass ends, the wait for a turn included.
+        busy = {key for key, lock in memo.locks.items() if lock.locked()} | memo.queued
+        for key in due(memo.known, memo.last_pass, now, memo.resync_s, busy):
             memo.last_pass[key] = now  # not due again while this pass waits for its turn
             _spawn(memo, key)
 
@@ -272,14 +281,17 @@ async def on_deployment(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, 
     owner = next((r for r in body["metadata"].get("ownerReferences", []) if r.get("kind") == KIND), None)
     if owner is None or not hasattr(memo, "api"):
         return
-    uid = body["metadata"]["uid"]
-    if event.get("type") == "DELETED":
+    uid, kind = body["metadata"]["uid"], event.get("type")
+    signature = deployment_signature(body)
+    # Nothing a pass reads from it changed (e.g. the controller's own status bookkeeping), or a
+    # pass already read it (its own apply's ADDED).
+    needed = deployment_needs_pass(kind, memo.deployments.get(uid), signature)
+    if kind == "DELETED":
         memo.deployments.pop(uid, None)
     else:
-        signature = deployment_signature(body)
-        if memo.deployments.get(uid) == signature:
-            return  # nothing a pass reads from it changed (e.g. the controller's own status bookkeeping)
         memo.deployments[uid] = signature
+    if not needed:
+        return
     # Coalesced: a Deployment changes several times while it rolls out, five Deployments per object.
     await _queue_pass((body["metadata"]["namespace"], owner["name"]), memo)
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from tradingsystem_operator.resync import deployment_signature, due, referenced_secrets, referencing
+from tradingsystem_operator.resync import (
+    deployment_needs_pass,
+    deployment_signature,
+    due,
+    referenced_secrets,
+    referencing,
+)
 
 A, B, C = ("ns1", "a"), ("ns1", "b"), ("ns2", "c")
 
@@ -16,6 +22,10 @@ def test_an_object_is_due_once_the_interval_has_passed_since_its_last_pass() -> 
 
 def test_an_object_without_a_recorded_pass_is_not_due() -> None:
     assert due([A], {}, now=1_000.0, interval=60.0) == []
+
+
+def test_an_object_whose_pass_runs_or_waits_for_its_turn_is_not_due() -> None:
+    assert due([A, B], {A: 0.0, B: 0.0}, now=120.0, interval=60.0, busy={A}) == [B]
 
 
 def test_a_forgotten_object_is_never_due_even_with_a_stale_last_pass() -> None:
@@ -75,3 +85,35 @@ def test_availability_readiness_and_drift_need_a_pass() -> None:
     assert changed(lambda d: d["spec"].update(replicas=0))
     assert changed(lambda d: d["metadata"]["labels"].update(extra="x"))  # our labels drifted
     assert changed(lambda d: d["metadata"]["annotations"].pop("h"))
+
+
+SIG = deployment_signature(deployment())
+
+
+def test_a_deployment_a_pass_just_created_needs_no_second_pass() -> None:
+    assert not deployment_needs_pass("ADDED", None, SIG)
+
+
+def test_the_initial_listing_of_deployments_leaves_the_passes_to_the_resume_handlers() -> None:
+    assert not deployment_needs_pass(None, None, SIG)
+
+
+def test_a_relisting_after_a_watch_restart_needs_a_pass_only_for_what_moved() -> None:
+    ready = deployment_signature(deployment(availableReplicas=1))
+    assert (deployment_needs_pass(None, SIG, SIG), deployment_needs_pass(None, SIG, ready)) == (False, True)
+
+
+def test_a_deleted_deployment_always_needs_a_pass_to_recreate_it() -> None:
+    assert deployment_needs_pass("DELETED", SIG, SIG)
+
+
+def test_a_modified_deployment_needs_a_pass_only_when_its_signature_moved() -> None:
+    ready = deployment_signature(deployment(availableReplicas=1))
+    assert (deployment_needs_pass("MODIFIED", SIG, SIG), deployment_needs_pass("MODIFIED", SIG, ready)) == (
+        False,
+        True,
+    )
+
+
+def test_a_modified_deployment_never_seen_before_needs_a_pass() -> None:
+    assert deployment_needs_pass("MODIFIED", None, SIG)
