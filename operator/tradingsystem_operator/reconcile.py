@@ -107,16 +107,7 @@ async def reconcile(
             *(["ServiceMonitor"] if sm_crd else []),
             *(["PrometheusRule"] if pr_crd else []),
         ]
-        # A first pass (no status yet) lists nothing: listings serve pruning and startup gates,
-        # and each one scans the kind in the whole namespace, so 100 systems created at once in
-        # one namespace paid for 100 x 5 scans of up to 1,600 objects. Applies are idempotent;
-        # anything to prune is pruned by the next pass.
-        first = "observedGeneration" not in previous
-        live: k8s.Live = (
-            {}
-            if first
-            else await k8s.list_children(api, owner.namespace, owner.name, [*kinds, "PersistentVolumeClaim"])
-        )
+        live = await k8s.list_children(api, owner.namespace, owner.name, [*kinds, "PersistentVolumeClaim"])
         observed, ready = k8s.observe(live)
         if spec.halted and previous.get("phase") != Phase.HALTED:
             # Fast path first (HALT in the running process), then the durable one below.

@@ -205,6 +205,31 @@ async def test_create_owns_children_and_starts_in_order_then_halts_and_pauses(
     await eventually(lambda: _cond_status(cluster, "demo", "Paused", "False"), "Paused cleared")
 
 
+async def test_a_running_system_whose_status_was_lost_keeps_every_service_running(
+    operator: KopfRunner, cluster: Cluster
+) -> None:
+    """A restore from a backup brings objects back without their status. The next pass must
+    read what runs (the startup gate keeps a running service running), not take the missing
+    status for a first start and gate the pipeline down to 0 replicas."""
+    await cluster.create(ts_body("restored"))
+    before = "sim"
+    for svc in START_ORDER:
+        await cluster.make_available("restored", before)
+        await eventually(lambda s=svc: _scaled(cluster, f"restored-{s}"), f"{svc} scaled up")
+        before = svc
+    await cluster.make_available("restored", before)
+    await eventually(lambda: _phase(cluster, "restored", "Running"), "phase Running")
+
+    await cluster.custom.patch_namespaced_custom_object_status(
+        G, V, cluster.ns, P, "restored", {"status": None}, _content_type=MERGE
+    )
+    assert await cluster.status("restored") == {}
+    await cluster.patch_spec("restored", {"symbols": ["AAPL"]})  # a pass now, not at the resync
+    await eventually(lambda: _config_symbols(cluster, "restored", ["AAPL"]), "config after the change")
+    await eventually(lambda: _observed_current(cluster, "restored"), "status written again")
+    assert [await cluster.replicas(f"restored-{s}") for s in PIPELINE] == [1, 1, 1, 1]
+
+
 async def test_spec_and_secret_changes_roll_pods_without_leaking_the_secret(
     operator: KopfRunner, cluster: Cluster
 ) -> None:
@@ -327,6 +352,11 @@ async def _waiting(cluster: Cluster, name: str, svc: str, upstream: str) -> dict
 async def _phase(cluster: Cluster, name: str, phase: str) -> dict[str, Any] | None:
     st = await cluster.status(name)
     return st if st.get("phase") == phase else None
+
+
+async def _observed_current(cluster: Cluster, name: str) -> bool:
+    ts = await cluster.get(name)
+    return bool((ts.get("status") or {}).get("observedGeneration") == ts["metadata"]["generation"])
 
 
 async def _scaled(cluster: Cluster, name: str) -> bool:
