@@ -76,6 +76,30 @@ def _intent(qty: float) -> OrderIntent:
     return OrderIntent(client_order_id=f"k-{uuid.uuid4().hex[:12]}", symbol=SYMBOL, side=Side.BUY, qty=qty)
 
 
+def _order_held_by_the_broker(
+    sim: SimulatorThread,
+    env: dict[str, str],
+    engines: list[EngineProcess],
+    risk: Publisher,
+    *,
+    qty: float,
+    hang_s: float,
+) -> tuple[EngineProcess, OrderIntent]:
+    """An engine started and one order placed, live at the broker, whose HTTP answer the
+    simulator holds for ``hang_s``."""
+    engine = EngineProcess(env)
+    engines.append(engine)
+    eventually(engine.ready, "first engine ready", timeout=20)
+    sim.faults.hang_s = hang_s
+    sim.faults.order_hang_next = 1
+    intent = _intent(qty)
+    # Re-sent until it arrives (PUB/SUB slow joiner); the engine dedupes by cid.
+    eventually(
+        lambda: risk.publish(intent) and ledger_orders(sim, intent.client_order_id), "order at the broker"
+    )
+    return engine, intent
+
+
 def test_kill9_mid_order_then_restart(
     sim: SimulatorThread, tmp_path: Path, engines: list[EngineProcess]
 ) -> None:
@@ -83,17 +107,7 @@ def test_kill9_mid_order_then_restart(
     db = Path(env["TS_EXECUTION__DB_PATH"])
     risk = Publisher(env["TS_BUS__RISK"], service="risk-manager")
     try:
-        first = EngineProcess(env)
-        engines.append(first)
-        eventually(first.ready, "first engine ready", timeout=20)
-
-        sim.faults.hang_s = 20.0
-        sim.faults.order_hang_next = 1
-        intent = _intent(5)
-        # Re-sent until it arrives (PUB/SUB slow joiner); the engine dedupes by cid.
-        eventually(
-            lambda: risk.publish(intent) and ledger_orders(sim, intent.client_order_id), "order at the broker"
-        )
+        first, intent = _order_held_by_the_broker(sim, env, engines, risk, qty=5, hang_s=20.0)
         assert _status(db, intent.client_order_id) == OrderStatus.PENDING_SUBMIT.value
         assert first.stop(signal.SIGKILL) == -signal.SIGKILL  # response still held by the sim
 
@@ -188,15 +202,7 @@ def test_a_machine_crash_that_loses_the_unsynced_reports_gets_them_again_under_n
         return any(r.client_order_id == cid and r.status is status for r in seen)
 
     try:
-        first = EngineProcess(env)
-        engines.append(first)
-        eventually(first.ready, "first engine ready", timeout=20)
-        sim.faults.hang_s = 2.0
-        sim.faults.order_hang_next = 1
-        intent = _intent(4)
-        eventually(
-            lambda: risk.publish(intent) and ledger_orders(sim, intent.client_order_id), "order at the broker"
-        )
+        first, intent = _order_held_by_the_broker(sim, env, engines, risk, qty=4, hang_s=2.0)
         with closing(sqlite3.connect(durable)) as copy, closing(sqlite3.connect(db)) as live:
             live.backup(copy)  # the PENDING_SUBMIT commit: all a machine crash must leave
         eventually(lambda: reported(intent.client_order_id, OrderStatus.FILLED), "fill reported", timeout=20)
