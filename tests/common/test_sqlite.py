@@ -1,4 +1,5 @@
-"""The services' SQLite files: checkpoints run beside the writer, never inside its commits."""
+"""The services' SQLite files: checkpoints run beside the writer, never inside its commits; each
+transaction at the durability its caller asks for."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from tradingsystem.common.sqlite import Checkpointer, connect
+from tradingsystem.common.sqlite import Checkpointer, Transactions, connect
 from tradingsystem_testing import eventually
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, b BLOB NOT NULL);"
@@ -44,4 +45,25 @@ def test_without_the_checkpointer_the_rows_stay_in_the_wal(tmp_path: Path) -> No
     db = _write_rows(path)
     assert os.path.getsize(path) < ROWS * ROW_BYTES
     assert os.path.getsize(f"{path}-wal") >= ROWS * ROW_BYTES
+    db.close()
+
+
+def test_each_transaction_commits_at_the_level_asked_for_and_a_run_at_one_level_sets_it_once(
+    tmp_path: Path,
+) -> None:
+    db = connect(tmp_path / "s.sqlite", SCHEMA, synchronous="NORMAL")
+    statements: list[str] = []
+    db.set_trace_callback(statements.append)
+    tx = Transactions(db, "NORMAL")
+    levels = []
+    for i, fsync in enumerate((False, True, True, False)):
+        tx.begin(fsync=fsync)
+        db.execute("INSERT INTO t VALUES (?, x'00')", (i,))
+        db.execute("COMMIT")
+        levels.append(db.execute("PRAGMA synchronous").fetchone()[0])
+    assert levels == [1, 2, 2, 1]  # NORMAL, FULL, FULL, NORMAL
+    assert [s for s in statements if s.startswith("PRAGMA synchronous=")] == [
+        "PRAGMA synchronous=FULL",
+        "PRAGMA synchronous=NORMAL",
+    ]
     db.close()

@@ -32,6 +32,26 @@ def connect(path: Path | str, schema: str, synchronous: Literal["NORMAL", "FULL"
     return db
 
 
+class Transactions:
+    """Explicit transactions on one connection, each fsynced or not as its caller decides.
+
+    SQLite's ``synchronous`` can change only outside a transaction, so ``begin`` sets it there,
+    and only when it differs from the last transaction's: a run of commits at one level pays
+    nothing for it. A ``FULL`` commit also makes every earlier ``NORMAL`` one durable (one WAL
+    file, one fsync). Callers serialize with their own lock."""
+
+    def __init__(self, db: sqlite3.Connection, synchronous: Literal["NORMAL", "FULL"]) -> None:
+        self._db = db
+        self._level = synchronous  # what ``connect`` set
+
+    def begin(self, *, fsync: bool) -> None:
+        level: Literal["NORMAL", "FULL"] = "FULL" if fsync else "NORMAL"
+        if level != self._level:
+            self._db.execute(f"PRAGMA synchronous={level}")
+            self._level = level
+        self._db.execute("BEGIN IMMEDIATE")
+
+
 class Checkpointer:
     """WAL checkpoints on a thread and connection of their own, every ``every_s``.
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import msgspec
 
-from tradingsystem.common.sqlite import Checkpointer, connect
+from tradingsystem.common.sqlite import Checkpointer, Transactions, connect
 from tradingsystem.common.wire import ExecutionReport, OrderStatus, OrderType, Side, TimeInForce
 from tradingsystem.execution.orders import TERMINAL, Fill, Order
 
@@ -143,7 +143,7 @@ class OrderStore:
 
     def __init__(self, path: Path | str) -> None:
         self._db = connect(path, _SCHEMA, synchronous="FULL")
-        self._synchronous = "FULL"
+        self._tx = Transactions(self._db, "FULL")
         self._checkpointer = Checkpointer(path)
         self._lock = threading.Lock()
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(orders)")}
@@ -156,15 +156,6 @@ class OrderStore:
         self._last_seq = int(last)
         self._next_seq = max(self._last_seq + 1, self.generation << GENERATION_SHIFT)
 
-    def _begin(self, *, fsync: bool) -> None:
-        # The level can only change outside a transaction; a FULL commit also makes every
-        # earlier NORMAL one durable (one WAL file, one fsync).
-        level = "FULL" if fsync else "NORMAL"
-        if level != self._synchronous:
-            self._db.execute(f"PRAGMA synchronous={level}")
-            self._synchronous = level
-        self._db.execute("BEGIN IMMEDIATE")
-
     def add(self, order: Order) -> bool:
         """Insert a new order; False if its client_order_id is already known (a replayed intent)."""
         return bool(self.add_many([order]))
@@ -175,7 +166,7 @@ class OrderStore:
         sql = f"INSERT OR IGNORE INTO orders ({_COLUMNS}) VALUES ({','.join('?' * _N_COLUMNS)})"
         new = []
         with self._lock:
-            self._begin(fsync=True)
+            self._tx.begin(fsync=True)
             try:
                 for order in orders:
                     if self._db.execute(sql, _row(order)).rowcount == 1:
@@ -192,7 +183,7 @@ class OrderStore:
         ``report_seq`` and ``prev_seq``."""
         report = order.report(fill)
         with self._lock:
-            self._begin(fsync=needs_fsync(order))
+            self._tx.begin(fsync=needs_fsync(order))
             try:
                 self._db.execute(
                     "UPDATE orders SET status=?, broker_order_id=?, filled_qty=?, avg_fill_price=?, reason=? "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import msgspec
 
-from tradingsystem.common.sqlite import Checkpointer, connect
+from tradingsystem.common.sqlite import Checkpointer, Transactions, connect
 from tradingsystem.risk.engine import PersistedOrder, PersistedState
 
 _SCHEMA = """
@@ -45,6 +45,7 @@ _decode_order = msgspec.msgpack.Decoder(PersistedOrder).decode
 class RiskStore:
     def __init__(self, path: Path | str) -> None:
         self._db = connect(path, _SCHEMA, synchronous="NORMAL")
+        self._tx = Transactions(self._db, "NORMAL")
         self._checkpointer = Checkpointer(path)
         self._lock = threading.Lock()
 
@@ -69,9 +70,7 @@ class RiskStore:
         """Replace the state, upsert/delete the changed open orders; fsynced if ``durable``."""
         upserts, closed = orders
         with self._lock:
-            if durable:
-                self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("BEGIN IMMEDIATE")
+            self._tx.begin(fsync=durable)
             try:
                 self._db.execute(
                     "INSERT OR REPLACE INTO risk_state (id, state, last_seq, ts) VALUES (1, ?, ?, ?)",
@@ -88,9 +87,6 @@ class RiskStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            finally:
-                if durable:
-                    self._db.execute("PRAGMA synchronous=NORMAL")
 
     def close(self) -> None:
         self._checkpointer.close()
