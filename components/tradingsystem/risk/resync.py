@@ -9,12 +9,14 @@ outbox no longer has the reports after ``prev_seq`` that were applied here: a ma
 took the engine's unsynced tail (reports of orders the broker holds are published before
 their fsync, ``execution/store.py``). Those reports were true; the engine's start-up
 reconciliation reports the broker's state and cumulative fills again, which the risk engine
-applies idempotently, so the chain is resumed there (``RESUMED``, counted). A gap, a new publisher epoch (the
-engine restarted, or another pod answers behind the Service), the start of this process and
-a periodic timer all ask for a resync: a ``SyncRequest`` "every report after ``last_seq``,
-and which of these open orders do you not know". The engine replays from its outbox and
-answers with a ``SyncReply`` on the same socket, so the answer arrives after the replay; a
-request lost on the way (a subscriber still joining) is sent again after ``retry_s``.
+applies idempotently, so the chain is resumed there (``RESUMED``, counted).
+
+A gap, a new publisher epoch (the engine restarted, or another pod answers behind the
+Service), the start of this process and a periodic timer all ask for a resync: a
+``SyncRequest`` "every report after ``last_seq``, and which of these open orders do you not
+know". The engine replays from its outbox and answers with a ``SyncReply`` on the same
+socket, so the answer arrives after the replay; a request lost on the way (a subscriber
+still joining) is sent again after ``retry_s``.
 
 A manager with no stored state (first start) asks with ``since=-1`` ("only your head"): its
 positions and open orders come from the broker, which already holds everything before it;
