@@ -193,3 +193,33 @@ def test_a_resync_replays_the_outbox_in_order_and_names_unknown_orders(harness: 
     outbox = [(r.report_seq, r.prev_seq) for r in harness.engine.store.reports_since(0)]
     assert [(r.report_seq, r.prev_seq) for r in replayed][-len(outbox) :] == outbox
     assert [prev for _, prev in outbox] == [0] + [seq for seq, _ in outbox[:-1]]
+
+
+def test_reports_written_by_both_threads_leave_once_each_in_outbox_order(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The worker publishes fills inside their transaction and the bus thread publishes its
+    queue-full rejections after their fsync; the live stream is still the outbox, in order."""
+    h = Harness(make_settings(max_queued_intents=1))
+    try:
+        h.send_until_report(_intent(), lambda r: r.status is OrderStatus.FILLED)  # subscribed both ways
+        start = h.engine.store.head()
+        burst = [_intent() for _ in range(30)]
+        for intent in burst:  # one bus batch: the bus thread rejects what the queue cannot take
+            h.risk.publish(intent)
+        live: list[ExecutionReport] = []
+
+        def settled() -> bool:
+            while h.reports.sock.poll(50):
+                msg = h.reports.recv().msg
+                if isinstance(msg, ExecutionReport) and msg.report_seq > start:
+                    live.append(msg)
+            done = {r.client_order_id for r in live if r.status in (OrderStatus.FILLED, OrderStatus.REJECTED)}
+            return done >= {i.client_order_id for i in burst}
+
+        eventually(settled, "a final report for every order of the burst")
+        outbox = [(r.report_seq, r.prev_seq) for r in h.engine.store.reports_since(start)]
+        assert [(r.report_seq, r.prev_seq) for r in live] == outbox
+        assert {r.status for r in live} >= {OrderStatus.FILLED, OrderStatus.REJECTED}
+    finally:
+        h.close()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 from pathlib import Path
 
-from tradingsystem.common.wire import OrderIntent, OrderStatus, Side
+import pytest
+
+from tradingsystem.common.wire import ExecutionReport, OrderIntent, OrderStatus, Side
 from tradingsystem.execution.orders import Order
 from tradingsystem.execution.store import GENERATION_SHIFT, OrderStore, needs_fsync
 
@@ -115,6 +118,58 @@ def test_after_a_machine_crash_lost_report_numbers_are_never_used_again(tmp_path
     resumed = again.save(order)
     assert resumed.report_seq > lost.report_seq and resumed.prev_seq == 0
     again.close()
+
+
+def test_a_report_of_an_order_the_broker_holds_is_published_before_its_commit(tmp_path: Path) -> None:
+    db = tmp_path / "exec.sqlite"
+    store = OrderStore(db)
+    a = _order("a")
+    store.add(a)
+    a.apply_broker("filled", 5, 10.0, "broker-a")
+    seen: list[tuple[int, int]] = []  # (report_seq, outbox rows committed when it was published)
+    report = store.save(a, publish=lambda r: seen.append((r.report_seq, _committed_reports(db))))
+    assert seen == [(report.report_seq, 0)] and _committed_reports(db) == 1
+    store.close()
+
+
+def test_a_report_that_needs_its_fsync_is_not_published_by_the_store(tmp_path: Path) -> None:
+    store = OrderStore(tmp_path / "exec.sqlite")
+    refused = _order("a")
+    store.add(refused)
+    refused.transition(OrderStatus.REJECTED, "stale")
+    seen: list[int] = []
+    store.save(refused, publish=lambda r: seen.append(r.report_seq))
+    assert seen == []
+    store.close()
+
+
+def test_a_report_that_left_before_a_commit_that_never_happened_lends_its_number_to_no_other(
+    tmp_path: Path,
+) -> None:
+    store = OrderStore(tmp_path / "exec.sqlite")
+    a, b = _order("a"), _order("b")
+    store.add_many([a, b])
+    a.apply_broker("new", 0, None, "broker-a")
+    left: list[int] = []
+
+    def publish_then_die(report: ExecutionReport) -> None:
+        left.append(report.report_seq)
+        raise KeyboardInterrupt  # the process stops between the publish and the commit
+
+    with pytest.raises(KeyboardInterrupt):
+        store.save(a, publish=publish_then_die)
+    b.apply_broker("new", 0, None, "broker-b")
+    after = store.save(b)
+    assert store.reports_since(0) == [after]
+    assert after.report_seq > left[0] and after.prev_seq == 0
+    store.close()
+
+
+def _committed_reports(db: Path) -> int:
+    """Outbox rows another connection sees: what is committed."""
+    with contextlib.closing(sqlite3.connect(db)) as other:
+        (n,) = other.execute("SELECT COUNT(*) FROM outbox").fetchone()
+    return int(n)
 
 
 def _synchronous(store: OrderStore) -> str:

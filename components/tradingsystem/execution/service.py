@@ -2,11 +2,13 @@
 
 Threads, each with one job:
 
-* the **bus thread** (``ExecutionService.run``) owns both ZeroMQ sockets: it persists every
+* the **bus thread** (``ExecutionService.run``) owns the SUB socket: it persists every
   received intent as PENDING_SUBMIT (so a crash loses nothing), admits it (the age limit and
-  the bounded queue of ``execution.engine.Engine``) and hands it to the worker; it publishes
-  the outbox (reports written by the worker in the same transaction as the state change)
-  and answers resync requests from it. Sockets never cross threads.
+  the bounded queue of ``execution.engine.Engine``) and hands it to the worker; it answers
+  resync requests from the outbox and sends whatever the outbox holds that was not published
+  live. The PUB socket is shared, under a lock, by whichever thread writes a report (the
+  report and the state change are one transaction), so a report leaves without a thread
+  wake-up: before its commit when the broker holds the order, after it otherwise.
 * the **worker** owns the open orders: submits (with the broker's retry policy), applies
   ``trade_updates``, reconciles. Serializing all order mutations in one thread is what
   keeps the state machine simple; broker calls are ~10-100 ms, far below 200 orders/min.
@@ -115,11 +117,11 @@ class ExecutionService:
         self._work: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._head = self._published = self.store.head()  # outbox: written / published live
         OUTBOX_HEAD.set(self._head)
-        # The PUB socket is used by whichever thread commits a report (worker or bus thread),
-        # so a report leaves as soon as it is committed, without waking another thread (a
-        # wake-up cost 0.3 ms at p50 and 1 ms at p90 on a busy 2-core host). libzmq lets a
-        # socket move between threads across a full memory barrier: this lock is that
-        # barrier, and it also keeps the outbox published in order.
+        # The PUB socket is used by whichever thread writes a report (worker or bus thread),
+        # so a report leaves without waking another thread (a wake-up cost 0.3 ms at p50 and
+        # 1 ms at p90 on a busy 2-core host). libzmq lets a socket move between threads across
+        # a full memory barrier: this lock is that barrier, and it also keeps the outbox
+        # published in order. Whoever needs both takes the store's lock first.
         self._pub: Publisher | None = None
         self._pub_lock = threading.Lock()
         # Every state from the start, at 0: a rate or ratio over a state not reached yet (the
@@ -150,8 +152,9 @@ class ExecutionService:
             self._commit(order, fill, status_changed=order.status is not before)
 
     def _commit(self, order: Order, fill: Fill | None = None, *, status_changed: bool = True) -> None:
-        """State change, fill and report in one transaction; the bus thread publishes it."""
-        report = self.store.save(order, fill, now_ns())
+        """State change, fill and report in one transaction, published by this thread: before
+        the commit when the broker holds the order (``store.needs_fsync``), else after it."""
+        report = self.store.save(order, fill, now_ns(), publish=self._publish_first)
         if status_changed:
             ORDERS.labels(order.status.value).inc()
         if fill is not None:
@@ -358,7 +361,7 @@ class ExecutionService:
     def _on_sync(self, req: SyncRequest) -> None:
         """A resync: replay the outbox after ``since`` (bounded), then answer on the same socket,
         so the reply reaches the risk manager after the reports it covers."""
-        with self._pub_lock:
+        with self.store.lock, self._pub_lock:  # the store's lock first: see ``_publish_first``
             if self._pub is not None:
                 self._answer_sync(req, self._pub)
 
@@ -374,12 +377,30 @@ class ExecutionService:
         pub.publish(SyncReply(request_id=req.request_id, head=head, replayed_to=replayed_to, unknown=unknown))
         MESSAGES_OUT.labels(SERVICE, "execsync").inc()
 
+    def _publish_first(self, report: ExecutionReport) -> None:
+        """Called by ``store.save`` inside the transaction of a report the broker's state
+        backs, under the store's lock: publish it now if it is the next one (else the catch-up
+        after the commit sends it in order). Lock order everywhere: store, then socket. Never
+        raises: a failed send leaves the report to the catch-up, the commit goes on."""
+        with self._pub_lock:
+            if self._pub is None or report.prev_seq != self._published:
+                return
+            try:
+                self._pub.publish(report)
+            except zmq.ZMQError as exc:
+                log.error("report %d not published live (%s); the outbox sends it", report.report_seq, exc)
+                return
+            MESSAGES_OUT.labels(SERVICE, "exec").inc()
+            self._published = report.report_seq
+
     def _publish_outbox(self, committed: ExecutionReport | None = None) -> None:
         """Publish the outbox after what was published live, in order: ``committed`` (just
         written) as it is when it is the next one, else from the store (another thread's
         report came first, or none is given). Before the socket exists and after it closed,
         reports stay in the outbox for the next start or a resync."""
-        with self._pub_lock:
+        if self._published >= (self._head if committed is None else committed.report_seq):
+            return  # nothing new; unlocked read: whoever raises ``_head`` calls this after it
+        with self.store.lock, self._pub_lock:
             pub = self._pub
             if pub is None:
                 return

@@ -12,19 +12,22 @@ restart or a subscriber that was not connected yet.
 
 What is fsynced (``needs_fsync``): every commit whose loss after a machine crash could not
 be recovered from the broker: new orders, and every report of an order the broker does not
-hold (local rejections, refusals). A report of an order the broker holds (acknowledged,
-filled, cancelled) is committed with ``synchronous=NORMAL``: in the page cache, so a killed
-process loses nothing, and written to disk by the next fsynced commit or checkpoint (≤ 1 s).
-If a machine crash loses it, the order is back to its last fsynced state (at worst
-PENDING_SUBMIT, with its broker id unknown) and the start-up reconciliation looks it up and
-reports the broker's state and cumulative fills again.
+hold (local rejections, refusals); such a report is published only once it is on disk. A
+report of an order the broker holds (acknowledged, filled, cancelled) is published first
+(``save(publish=...)``, inside the transaction) and then committed with
+``synchronous=NORMAL``: in the page cache, written to disk by the next fsynced commit or
+checkpoint (≤ 1 s). If the process dies between the two, or a machine crash loses the
+commit, the order is back to its last committed state (at worst PENDING_SUBMIT, with its
+broker id unknown) and the start-up reconciliation looks it up and reports the broker's
+state and cumulative fills again: the broker, not this row, is what remembers it.
 
 Such a lost report may already have been published, so its ``report_seq`` must never be
 used again: each open of the store starts a **generation** (a row fsynced before anything
 else), and the generation's sequence starts at ``generation << 32``. Within a generation
-the sequence is gap-free; every report also carries ``prev_seq``, the row before it, so the
-risk manager can tell a restart (the chain continues), a gap (it asks again) and the tail
-lost by a machine crash (the chain resumes below what it holds: ``risk/resync.py``).
+the sequence has no gaps (unless a commit failed after its report left); every report also
+carries ``prev_seq``, the row before it, so the risk manager can tell a restart (the chain
+continues), a gap (it asks again) and a lost tail (the chain resumes below what it holds:
+``risk/resync.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -139,13 +143,17 @@ def _order(r: tuple[Any, ...]) -> Order:
 
 
 class OrderStore:
-    """One connection, serialized by a lock (the engine's worker and startup both write)."""
+    """One connection, serialized by a lock (the engine's worker and bus thread both write).
+
+    The lock is reentrant and ``lock`` is public: ``save`` publishes a report from inside its
+    transaction, so a publisher that also reads the outbox takes this lock first, then its own.
+    """
 
     def __init__(self, path: Path | str) -> None:
         self._db = connect(path, _SCHEMA, synchronous="FULL")
         self._tx = Transactions(self._db, "FULL")
         self._checkpointer = Checkpointer(path)
-        self._lock = threading.Lock()
+        self._lock = self.lock = threading.RLock()
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(orders)")}
         if "approved_ts" not in columns:  # a store written before the column existed
             self._db.execute("ALTER TABLE orders ADD COLUMN approved_ts INTEGER NOT NULL DEFAULT 0")
@@ -177,13 +185,25 @@ class OrderStore:
                 raise
         return new
 
-    def save(self, order: Order, fill: Fill | None = None, ts: int = 0) -> ExecutionReport:
+    def save(
+        self,
+        order: Order,
+        fill: Fill | None = None,
+        ts: int = 0,
+        publish: Callable[[ExecutionReport], object] | None = None,
+    ) -> ExecutionReport:
         """Persist the order's state, the fill that produced it and its report (the outbox),
         in one transaction (fsynced if ``needs_fsync``); returns the report with its
-        ``report_seq`` and ``prev_seq``."""
+        ``report_seq`` and ``prev_seq``.
+
+        ``publish``, when given, is called with a report that needs no fsync before the
+        commit, under this store's lock (so the outbox is published in order), and must not
+        raise. A number that left this way is never given to another report, even if the
+        commit then fails: the chain (``prev_seq``) resumes below it."""
         report = order.report(fill)
+        fsync = needs_fsync(order)
         with self._lock:
-            self._tx.begin(fsync=needs_fsync(order))
+            self._tx.begin(fsync=fsync)
             try:
                 self._db.execute(
                     "UPDATE orders SET status=?, broker_order_id=?, filled_qty=?, avg_fill_price=?, reason=? "
@@ -207,12 +227,15 @@ class OrderStore:
                     "INSERT INTO outbox (report_seq, client_order_id, report, ts) VALUES (?,?,?,?)",
                     (report.report_seq, order.client_order_id, _encode(report), ts),
                 )
+                if publish is not None and not fsync:
+                    self._next_seq += 1  # from here on the number may have left
+                    publish(report)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._last_seq = self._next_seq
-            self._next_seq += 1
+            self._last_seq = report.report_seq
+            self._next_seq = report.report_seq + 1
         return report
 
     def head(self) -> int:

@@ -6,8 +6,8 @@ one it applied (``last_seq``, persisted with its state in the same transaction) 
 report when its ``prev_seq`` is ``last_seq``: a repeat is ignored, a link ahead of what it
 holds is a gap. A link *behind* it (``prev_seq < last_seq < report_seq``) means the engine's
 outbox no longer has the reports after ``prev_seq`` that were applied here: a machine crash
-took the engine's unsynced tail (reports of orders the broker holds are published before
-their fsync, ``execution/store.py``). Those reports were true; the engine's start-up
+took the engine's unsynced tail, or the engine died between a report's publish and its
+commit (reports of orders the broker holds are published first, ``execution/store.py``). Those reports were true; the engine's start-up
 reconciliation reports the broker's state and cumulative fills again, which the risk engine
 applies idempotently, so the chain is resumed there (``RESUMED``, counted).
 
