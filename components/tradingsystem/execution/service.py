@@ -378,7 +378,7 @@ class ExecutionService:
         MESSAGES_OUT.labels(SERVICE, "execsync").inc()
 
     def _publish_first(self, report: ExecutionReport) -> None:
-        """Called by ``store.save`` inside the transaction of a report the broker's state
+        """Called by ``store.save`` before the transaction of a report the broker's state
         backs, under the store's lock: publish it now if it is the next one (else the catch-up
         after the commit sends it in order). Lock order everywhere: store, then socket. Never
         raises: a failed send leaves the report to the catch-up, the commit goes on."""

@@ -14,7 +14,7 @@ What is fsynced (``needs_fsync``): every commit whose loss after a machine crash
 be recovered from the broker: new orders, and every report of an order the broker does not
 hold (local rejections, refusals); such a report is published only once it is on disk. A
 report of an order the broker holds (acknowledged, filled, cancelled) is published first
-(``save(publish=...)``, inside the transaction) and then committed with
+(``save(publish=...)``, before its transaction) and then committed with
 ``synchronous=NORMAL``: in the page cache, written to disk by the next fsynced commit or
 checkpoint (≤ 1 s). If the process dies between the two, or a machine crash loses the
 commit, the order is back to its last committed state (at worst PENDING_SUBMIT, with its
@@ -196,13 +196,17 @@ class OrderStore:
         in one transaction (fsynced if ``needs_fsync``); returns the report with its
         ``report_seq`` and ``prev_seq``.
 
-        ``publish``, when given, is called with a report that needs no fsync before the
-        commit, under this store's lock (so the outbox is published in order), and must not
-        raise. A number that left this way is never given to another report, even if the
-        commit then fails: the chain (``prev_seq``) resumes below it."""
+        ``publish``, when given, is called with a report that needs no fsync first, before
+        the transaction, under this store's lock (so the outbox is published in order), and
+        must not raise. A number that left this way is never given to another report, even
+        if the commit then fails: the chain (``prev_seq``) resumes below it."""
         report = order.report(fill)
         fsync = needs_fsync(order)
         with self._lock:
+            report.report_seq, report.prev_seq = self._next_seq, self._last_seq
+            if publish is not None and not fsync:
+                self._next_seq += 1  # the number leaves now
+                publish(report)
             self._tx.begin(fsync=fsync)
             try:
                 self._db.execute(
@@ -222,14 +226,10 @@ class OrderStore:
                         "INSERT OR IGNORE INTO fills VALUES (?,?,?,?,?)",
                         (order.client_order_id, order.filled_qty, fill.qty, fill.price, ts),
                     )
-                report.report_seq, report.prev_seq = self._next_seq, self._last_seq
                 self._db.execute(
                     "INSERT INTO outbox (report_seq, client_order_id, report, ts) VALUES (?,?,?,?)",
                     (report.report_seq, order.client_order_id, _encode(report), ts),
                 )
-                if publish is not None and not fsync:
-                    self._next_seq += 1  # from here on the number may have left
-                    publish(report)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
