@@ -76,19 +76,21 @@ def test_every_state_change_lands_in_the_outbox_chained_and_gap_free_within_a_ge
     again.close()
 
 
-def test_a_report_of_an_order_the_broker_holds_is_not_fsynced_and_every_other_commit_is(
+def test_a_report_of_an_order_the_broker_holds_is_published_by_the_store_and_not_fsynced_and_no_other(
     tmp_path: Path,
 ) -> None:
     store = OrderStore(tmp_path / "exec.sqlite")
     acked, refused = _order("a"), _order("b")
     store.add_many([acked, refused])
+    published: list[ExecutionReport] = []
     assert _synchronous(store) == "FULL"
     acked.apply_broker("new", 0, None, "broker-a")
-    store.save(acked)
+    store.save(acked, publish=published.append)
     assert _synchronous(store) == "NORMAL"
     refused.transition(OrderStatus.REJECTED, "broker 403")
-    store.save(refused)
+    store.save(refused, publish=published.append)
     assert _synchronous(store) == "FULL"
+    assert [r.client_order_id for r in published] == ["a"]  # the refusal leaves after its fsync
     store.close()
 
 
@@ -129,17 +131,6 @@ def test_a_report_of_an_order_the_broker_holds_is_published_before_its_commit(tm
     seen: list[tuple[int, int]] = []  # (report_seq, outbox rows committed when it was published)
     report = store.save(a, publish=lambda r: seen.append((r.report_seq, _committed_reports(db))))
     assert seen == [(report.report_seq, 0)] and _committed_reports(db) == 1
-    store.close()
-
-
-def test_a_report_that_needs_its_fsync_is_not_published_by_the_store(tmp_path: Path) -> None:
-    store = OrderStore(tmp_path / "exec.sqlite")
-    refused = _order("a")
-    store.add(refused)
-    refused.transition(OrderStatus.REJECTED, "stale")
-    seen: list[int] = []
-    store.save(refused, publish=lambda r: seen.append(r.report_seq))
-    assert seen == []
     store.close()
 
 
