@@ -10,7 +10,7 @@ import zmq
 import zmq.auth
 
 from tradingsystem.common import wire
-from tradingsystem.common.bus import CurveKeys, Publisher, Subscriber, gen_curve_keypair
+from tradingsystem.common.bus import CurveKeys, Publisher, Subscriber, WireError, gen_curve_keypair
 from tradingsystem_testing import eventually, free_port
 
 
@@ -152,4 +152,28 @@ def test_a_restarted_publisher_is_flagged_by_its_new_epoch_not_mistaken_for_no_g
         finally:
             second.close()
     finally:
+        sub.close()
+
+
+def test_a_single_frame_message_is_refused_without_swallowing_the_next_one() -> None:
+    ep = f"tcp://127.0.0.1:{free_port()}"
+    pub = Publisher(ep, service="test")
+    sub = Subscriber(ep, [b"trade."])
+    try:
+        eventually(
+            lambda: sub.sock.poll(50),
+            "the subscriber to connect",
+            every=0,
+            tick=lambda: pub.publish(wire.Trade(symbol="PROBE", price=1, size=1, exch_ts=0)),
+        )
+        while sub.sock.poll(0):
+            sub.recv()
+        pub.sock.send(b"trade.AAPL")  # a topic with no payload frame: not one of our publishers
+        pub.publish(wire.Trade(symbol="AAPL", price=101, size=1, exch_ts=1))
+        with pytest.raises(WireError, match="single-frame"):
+            sub.recv()
+        r = sub.recv()
+        assert (r.topic, r.msg.price) == (b"trade.AAPL", 101)
+    finally:
+        pub.close()
         sub.close()

@@ -257,3 +257,32 @@ def test_day_roll_uses_new_york_midnight() -> None:
     from tradingsystem.risk.engine import next_day_start_ns
 
     assert next_day_start_ns(T0) == T0 + 14 * 3600 * 1_000_000_000  # 10:00 EST -> 00:00 EST next day
+
+
+def test_a_batch_of_ticks_leaves_the_marks_and_pnl_of_feeding_them_one_by_one() -> None:
+    ticks = [
+        quote("AAPL", 101.0),
+        Trade(symbol="MSFT", price=50.25, size=1, exch_ts=0),
+        Trade(symbol="AAPL", price=102.5, size=1, exch_ts=0),
+        quote("MSFT", 51.0),
+        Trade(symbol="AAPL", price=-1.0, size=1, exch_ts=0),  # no price: AAPL stays at 102.5
+        Trade(symbol="MSFT", price=math.nan, size=1, exch_ts=0),  # no price: MSFT stays at 51
+        quote("GOOG", 10.0, half_spread=-1.0),  # crossed: GOOG gets no mark
+    ]
+    one_by_one, batched = make_engine(max_position_qty=100), make_engine(max_position_qty=100)
+    for eng in (one_by_one, batched):
+        eng.on_quote(quote("AAPL", 100.0))
+        eng.on_report(report(approved(eng.on_signal(signal("AAPL", BUY, 100.0))), 10, 100.0))
+    for tick in ticks:
+        one_by_one.on_trade(tick) if isinstance(tick, Trade) else one_by_one.on_quote(tick)
+    batched.on_ticks(ticks)
+    assert batched.book.marks == one_by_one.book.marks == {"AAPL": 102.5, "MSFT": 51}
+    assert batched.book.daily_pnl() == one_by_one.book.daily_pnl() == 25
+
+
+def test_a_batch_of_ticks_that_ends_past_the_loss_limit_trips_the_breaker() -> None:
+    eng = make_engine(daily_loss_limit=100, max_position_qty=100)
+    eng.on_quote(quote("AAPL", 100.0))
+    eng.on_report(report(approved(eng.on_signal(signal("AAPL", BUY, 100.0))), 10, 100.0))
+    eng.on_ticks([quote("AAPL", 99.0), quote("AAPL", 90.0)])  # loss 100 = limit
+    assert eng.state is RiskState.HALTED and eng.circuit_breaker

@@ -38,6 +38,7 @@ from tradingsystem.common.wire import (
     Signal,
     SyncReply,
     SyncRequest,
+    Trade,
 )
 from tradingsystem.risk.reconcile import BrokerPosition
 from tradingsystem.risk.service import RiskService
@@ -377,3 +378,31 @@ def test_every_reject_reason_is_exported_at_zero_from_the_start(harness: Harness
     [family] = [f for f in text_string_to_metric_families(body) if f.name == "tradingsystem_risk_rejects"]
     exported = {s.labels["reason"] for s in family.samples if s.name == "tradingsystem_risk_rejects_total"}
     assert exported == {r.value for r in RejectReason}
+
+
+def test_market_data_is_gap_checked_counted_and_marks_at_the_last_price(harness: Harness) -> None:
+    def received() -> float:
+        return risk_metric("tradingsystem_messages_received_total", topic="trade")
+
+    def gaps() -> float:
+        return risk_metric("tradingsystem_sequence_gap_messages_total", topic="trade")
+
+    def malformed() -> float:
+        return risk_metric("tradingsystem_messages_dropped_total", reason="malformed")
+
+    before = (received(), gaps(), malformed())
+    h = harness
+    h.market.sock.send_multipart([b"trade.AAPL", b"\x93garbage"])
+    for price in (101.0, 102.0):
+        h.market.publish(Trade(symbol="AAPL", price=price, size=1, exch_ts=1))
+    h.market._seq[b"trade.AAPL"] += 2  # as if two trades were lost upstream
+    h.market.publish(Trade(symbol="AAPL", price=103.0, size=1, exch_ts=2))
+    h.market.publish(Trade(symbol="AAPL", price=-1.0, size=1, exch_ts=3))  # no price: no mark
+
+    eventually(lambda: received() >= before[0] + 4, "four trades received")
+    assert (gaps(), malformed()) == (before[1] + 2, before[2] + 1)
+    assert h.state()["marks"]["AAPL"] == 103.0
+
+
+def risk_metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, {"service": "risk-manager", **labels}) or 0.0

@@ -58,6 +58,7 @@ def test_ticks_in_signals_out(running: tuple[Settings, Publisher, Subscriber, Si
     # Its own heartbeats prove the output side is connected before the ticks go out.
     eventually(lambda: out.sock.poll(0) != 0, "its heartbeat", tick=lambda: md.heartbeat(every=0.05))
 
+    emitted = metric("tradingsystem_signals_total", strategy="ma_crossover", action="buy")
     prices = [100.0 - i for i in range(30)] + [71.0 + i for i in range(30)]
     for i, p in enumerate(prices):
         md.publish(wire.Trade(symbol="AAPL", price=p, size=1, exch_ts=i, origin_ts=10_000 + i))
@@ -75,6 +76,7 @@ def test_ticks_in_signals_out(running: tuple[Settings, Publisher, Subscriber, Si
     assert 0 < sig.strength <= 1 and sig.seq == 1 and sig.ts > 0
     assert prices[sig.origin_ts - 10_000] == sig.price and sig.origin_ts - 10_000 >= 30
     assert {"ma_fast", "ma_slow", "rsi_14"} <= set(sig.features)
+    assert metric("tradingsystem_signals_total", strategy="ma_crossover", action="buy") == emitted + 1
 
 
 def test_malformed_payloads_and_gaps_are_counted(

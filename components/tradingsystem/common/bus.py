@@ -257,8 +257,15 @@ class Subscriber:
         self.epoch: int | None = None  # of the publisher last heard
 
     def recv(self, flags: int = 0) -> Received:
-        topic, payload = self.sock.recv_multipart(flags, copy=True)
-        msg = self._codec.decode(payload)
+        # Two recvs, not recv_multipart (~2 us less per message: no RCVMORE option call per
+        # frame, no list). A message arrives whole, so the payload is there once the topic
+        # is; a topic frame with nothing after it (not one of our publishers) is refused
+        # without consuming the next message's topic as its payload.
+        head = self.sock.recv(flags, copy=False)
+        if not head.more:
+            raise WireError("a single-frame message (no payload after the topic)")
+        topic = head.bytes
+        msg = self._codec.decode(self.sock.recv())
         restarted = False
         if msg.epoch != self.epoch:
             restarted = self.epoch is not None

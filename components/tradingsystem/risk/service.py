@@ -78,6 +78,7 @@ EXECUTION = EXECUTION_ENGINE.name
 
 POLL_MS = 100
 MAX_BATCH = 256  # messages drained per socket before looking at the others again
+_TICKS = (Trade, Quote)  # market data: marks only (``_drain``)
 log = logging.getLogger(__name__)
 
 
@@ -144,6 +145,7 @@ class RiskService:
             for k in (TOPIC_SIGNAL, TOPIC_QUOTE, TOPIC_TRADE, TOPIC_EXEC, TOPIC_EXEC_SYNC, TOPIC_HEARTBEAT)
         }
         self._hop = {k: m.HOP_LATENCY.labels(SERVICE, k.decode()) for k in self._in}
+        self._malformed = m.MESSAGES_DROPPED.labels(SERVICE, "malformed")
         # Every reason exported from the start, at 0: the reject panels and the reject-ratio rule
         # read 0 while nothing is rejected, rather than no series at all.
         for reason in RejectReason:
@@ -261,21 +263,27 @@ class RiskService:
         return True
 
     def _drain(self, sub: Subscriber, pub: Publisher, publisher: str) -> None:
+        # Market data only moves the marks, and only the last price per symbol matters: the
+        # ticks of one drain are marked together at its end (``RiskEngine.on_ticks``), each one
+        # still decoded, gap-checked and counted. No signal is decided in between (signals
+        # are drained first and never here), so every decision sees the same marks.
+        ticks: list[Trade | Quote] = []
+        counts = dict.fromkeys(self._in, 0)  # added to the counters once per drain
         for _ in range(MAX_BATCH):
             try:
                 rec = sub.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
             except WireError:
-                m.MESSAGES_DROPPED.labels(SERVICE, "malformed").inc()
+                self._malformed.inc()
                 continue
             kind = rec.topic.split(b".", 1)[0]
-            counter = self._in.get(kind)
-            if counter is None:
-                m.MESSAGES_DROPPED.labels(SERVICE, "malformed").inc()
+            if kind not in counts:
+                self._malformed.inc()
                 continue
-            counter.inc()
-            self._hop[kind].observe(max(time.time_ns() - rec.msg.ts, 0) / 1e9)
+            counts[kind] += 1
+            msg = rec.msg
+            self._hop[kind].observe(max(time.time_ns() - msg.ts, 0) / 1e9)
             if rec.gap:
                 m.SEQUENCE_GAPS.labels(SERVICE, kind.decode()).inc(rec.gap)
             if rec.restarted:
@@ -283,7 +291,16 @@ class RiskService:
                 log.warning("%s restarted (new epoch)", publisher)
                 if publisher == EXECUTION:
                     self.resync.need(SyncTrigger.EPOCH)
-            self._dispatch(rec.msg, pub)
+            if isinstance(msg, _TICKS):
+                ticks.append(msg)
+            else:
+                self._dispatch(msg, pub)
+        for kind, n in counts.items():
+            if n:
+                self._in[kind].inc(n)
+        if ticks:
+            with self._lock:
+                self.engine.on_ticks(ticks)
         self._flush(pub)
 
     def _flush(self, pub: Publisher) -> None:
@@ -374,11 +391,7 @@ class RiskService:
         if isinstance(msg, Heartbeat):
             return
         with self._lock:
-            if isinstance(msg, Quote):
-                self.engine.on_quote(msg)
-            elif isinstance(msg, Trade):
-                self.engine.on_trade(msg)
-            elif isinstance(msg, Signal):
+            if isinstance(msg, Signal):
                 if self._synced:
                     decision = self.engine.on_signal(msg)
                 else:
@@ -391,7 +404,7 @@ class RiskService:
                         origin_ts=msg.origin_ts,
                     )
             else:
-                m.MESSAGES_DROPPED.labels(SERVICE, "malformed").inc()
+                self._malformed.inc()
         if decision is None:
             return
         if isinstance(decision, OrderIntent):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import zmq
 
@@ -42,6 +43,7 @@ SERVICE = SIGNAL_BRIDGE.name
 _SOURCE_PREFIX = {"trades": wire.TOPIC_TRADE, "quotes": wire.TOPIC_QUOTE, "bars": wire.TOPIC_BAR}
 _POLL_MS = 100  # bounds the reaction time to stop and the heartbeat jitter
 _BATCH = 512  # messages handled per wakeup, bounding the delay of heartbeats and readiness
+_TICK = (wire.Trade, wire.Quote, wire.Bar)  # built once: ``A | B | C`` is a new object per call
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +104,18 @@ class SignalService(BackgroundLoop):
         malformed = MESSAGES_DROPPED.labels(SERVICE, "malformed")
         unknown = MESSAGES_DROPPED.labels(SERVICE, "unknown_symbol")
         out = MESSAGES_OUT.labels(SERVICE, "signal")
+        signals: dict[tuple[str, wire.Action], Any] = {}  # (strategy, action) -> its counter
         hb_every = self.settings.bus.heartbeat_interval_s
         last_upstream = float("-inf")
         engine = self.engine
         log_signals = log.isEnabledFor(logging.INFO)
+        poller = zmq.Poller()  # one for the loop: ``Socket.poll`` builds a new one per call
+        poller.register(sub.sock, zmq.POLLIN)
         while not self._stop.is_set():
-            if sub.sock.poll(_POLL_MS, zmq.POLLIN):
+            if poller.poll(_POLL_MS):
                 # Drain what is queued before the per-wakeup housekeeping below: one poll
                 # per message would cap throughput well under what one hop can carry.
+                ticks = 0  # added to the counter once per wakeup, not once per tick
                 for _ in range(_BATCH):
                     try:
                         r = sub.recv(zmq.NOBLOCK)
@@ -125,11 +131,11 @@ class SignalService(BackgroundLoop):
                     if isinstance(msg, wire.Heartbeat):
                         m_hb.inc()
                         continue
-                    m_in.inc()
+                    ticks += 1
                     hop.observe((wire.now_ns() - msg.ts) / 1e9)
                     if r.gap:
                         gaps.inc(r.gap)
-                    if not isinstance(msg, wire.Trade | wire.Quote | wire.Bar):
+                    if not isinstance(msg, _TICK):
                         continue
                     if not engine.knows(msg.symbol):
                         unknown.inc()
@@ -138,7 +144,11 @@ class SignalService(BackgroundLoop):
                     if sig is not None:
                         pub.publish(sig)
                         out.inc()
-                        SIGNALS.labels(sig.strategy, sig.action.value).inc()
+                        key = (sig.strategy, sig.action)
+                        counter = signals.get(key)
+                        if counter is None:  # bound once per label pair: no label lookup per signal
+                            counter = signals[key] = SIGNALS.labels(sig.strategy, sig.action.value)
+                        counter.inc()
                         if log_signals:  # the record's dict is not built when INFO is off
                             log.info(
                                 "signal",
@@ -150,6 +160,8 @@ class SignalService(BackgroundLoop):
                                     }
                                 },
                             )
+                if ticks:
+                    m_in.inc(ticks)
                 last_upstream = time.monotonic()
             connected = time.monotonic() - last_upstream < self._upstream_timeout_s
             if connected != self.health.ready:
