@@ -295,12 +295,12 @@ class RiskService:
                 ticks.append(msg)
             else:
                 self._dispatch(msg, pub)
-        for kind, n in counts.items():
-            if n:
-                self._in[kind].inc(n)
         if ticks:
             with self._lock:
                 self.engine.on_ticks(ticks)
+        for kind, n in counts.items():  # after the marks: a message counted has been applied
+            if n:
+                self._in[kind].inc(n)
         self._flush(pub)
 
     def _flush(self, pub: Publisher) -> None:
