@@ -17,7 +17,7 @@ from tradingsystem.common.wire import (
     Side,
 )
 from tradingsystem.risk.engine import RiskEngine
-from tradingsystem.risk.store import RiskStore
+from tradingsystem.risk.store import RiskStore, journal_path, read_journal
 
 BUY, SELL = Action.BUY, Action.SELL
 HOUR = 3600
@@ -161,3 +161,72 @@ def test_only_changed_open_orders_are_written_and_closed_ones_deleted(tmp_path: 
     loaded = store.load()
     store.close()
     assert loaded is not None and set(loaded[1]) == {b.client_order_id}
+
+
+def test_a_reservation_published_but_not_yet_committed_comes_back_from_the_journal(tmp_path: Path) -> None:
+    # The process dies between the journal write (before the intent is published) and the
+    # transaction that follows: the next start has the order open, reserved and replayable.
+    clock = FakeClock()
+    eng = make_engine(clock)
+    eng.on_quote(quote("AAPL", 100.0))
+    store = RiskStore(tmp_path / "risk.sqlite")
+    store.save(eng.export(), 3, clock(), eng.take_order_changes())
+    a = approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
+    store.reserve(eng.reservations([a]))
+    store.close()  # no save: killed before its transaction
+    again = RiskStore(tmp_path / "risk.sqlite")
+    loaded = again.load()
+    assert loaded is not None and set(loaded[1]) == {a.client_order_id} and loaded[2] == 3
+    fresh = make_engine(clock)
+    fresh.restore(loaded[0], loaded[1])
+    assert fresh.replay_intent(a.client_order_id) == a and fresh.pending["AAPL"].buy == 10
+    assert read_journal(tmp_path / "risk.sqlite") == {}  # written into the table at load
+    again.close()
+
+
+def test_a_save_takes_the_journaled_reservations_and_empties_the_journal(tmp_path: Path) -> None:
+    clock = FakeClock()
+    eng = make_engine(clock)
+    eng.on_quote(quote("AAPL", 100.0))
+    store = RiskStore(tmp_path / "risk.sqlite")
+    a = approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
+    store.reserve(eng.reservations([a]))
+    assert set(read_journal(tmp_path / "risk.sqlite")) == {a.client_order_id}
+    store.save(eng.export(), 1, clock(), eng.take_order_changes())
+    journal = journal_path(tmp_path / "risk.sqlite")
+    assert journal is not None and journal.stat().st_size == 0
+    loaded = store.load()
+    store.close()
+    assert loaded is not None and set(loaded[1]) == {a.client_order_id}
+
+
+def test_the_journal_never_brings_back_an_order_that_closed(tmp_path: Path) -> None:
+    clock = FakeClock()
+    eng = make_engine(clock)
+    eng.on_quote(quote("AAPL", 100.0))
+    store = RiskStore(tmp_path / "risk.sqlite")
+    a = approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
+    store.reserve(eng.reservations([a]))
+    store.save(eng.export(), 1, clock(), eng.take_order_changes())
+    eng.on_report(report(a, 10, 100.0))  # filled: closed
+    store.save(eng.export(), 2, clock(), eng.take_order_changes())
+    store.close()
+    loaded = RiskStore(tmp_path / "risk.sqlite").load()
+    assert loaded is not None and loaded[1] == {}
+
+
+def test_a_torn_last_journal_record_is_dropped_and_the_ones_before_it_kept(tmp_path: Path) -> None:
+    # A machine crash in the middle of a write: that intent was never published.
+    clock = FakeClock()
+    eng = make_engine(clock)
+    eng.on_quote(quote("AAPL", 100.0))
+    store = RiskStore(tmp_path / "risk.sqlite")
+    a = approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
+    b = approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
+    store.reserve(eng.reservations([a]))
+    store.reserve(eng.reservations([b]))
+    store.close()
+    journal = journal_path(tmp_path / "risk.sqlite")
+    assert journal is not None
+    journal.write_bytes(journal.read_bytes()[:-3])
+    assert set(read_journal(tmp_path / "risk.sqlite")) == {a.client_order_id}

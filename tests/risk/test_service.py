@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import zmq
 from prometheus_client import REGISTRY
@@ -42,6 +43,7 @@ from tradingsystem.common.wire import (
 )
 from tradingsystem.risk.reconcile import BrokerPosition
 from tradingsystem.risk.service import RiskService
+from tradingsystem.risk.store import read_journal
 from tradingsystem_testing import eventually, free_port
 
 DEADLINE_S = 10.0
@@ -358,18 +360,49 @@ def test_without_a_token_the_control_port_is_not_opened(tmp_path: Path) -> None:
         service.store.close()
 
 
-def test_every_approved_intent_is_reserved_on_disk_before_it_is_published(harness: Harness) -> None:
+def test_every_approved_intent_is_reserved_in_the_file_before_it_is_published(harness: Harness) -> None:
     h = harness
     for ts in range(1, 9):  # a burst: approvals of one drained batch share one write
         h.signals.publish(sig(100.0, ts=ts))
     path = h.service.settings.risk.state_path
     for _ in range(8):
         intent = h.next_decision(OrderIntent)
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:  # another reader, as after a crash
+        # Another reader, as a restart after a kill would read: the journal first, then the
+        # table (a save empties the journal only after its commit holds the order).
+        journaled = read_journal(path)
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
             stored = db.execute(
                 "SELECT 1 FROM risk_open_orders WHERE client_order_id = ?", (intent.client_order_id,)
             ).fetchall()
-        assert stored, f"{intent.client_order_id} published before its reservation was written"
+        assert intent.client_order_id in journaled or stored, f"{intent.client_order_id} published unreserved"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # it dies on purpose
+def test_an_intent_published_by_a_process_that_died_before_its_transaction_is_still_reserved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def dies(*_: object, **__: object) -> None:
+        raise SystemExit("killed between publish and commit")
+
+    gen = start(state_dir=str(tmp_path))
+    h = next(gen)
+    monkeypatch.setattr(h.service.store, "save", dies)
+    h.signals.publish(sig(100.0, ts=7))
+    intent = h.next_decision(OrderIntent)  # published, and then the loop died
+    eventually(lambda: not h.service.health.ready, "the loop to stop")
+    monkeypatch.undo()
+    with pytest.raises(StopIteration):
+        next(gen)
+    again = RiskService(h.service.settings, http_port=0, control_port=0)
+    try:
+        assert again.engine.replay_intent(intent.client_order_id) == msgspec.structs.replace(
+            intent, seq=0, epoch=0, ts=0
+        )
+    finally:
+        again.http.server.server_close()
+        if again.control is not None:
+            again.control.server.server_close()
+        again.store.close()
 
 
 def test_every_reject_reason_is_exported_at_zero_from_the_start(harness: Harness) -> None:

@@ -166,6 +166,12 @@ class PersistedState(msgspec.Struct, frozen=True, kw_only=True):
     positions: dict[str, PersistedPosition] = {}
 
 
+def _persisted(o: OpenOrder) -> PersistedOrder:
+    return PersistedOrder(
+        o.symbol, o.side, o.qty, o.filled, o.approved_ts, o.ref_price, o.reducing, o.origin_ts
+    )
+
+
 class RiskEngine:
     def __init__(
         self,
@@ -372,11 +378,13 @@ class RiskEngine:
             if o is None:
                 closed.append(cid)
             else:
-                upserts[cid] = PersistedOrder(
-                    o.symbol, o.side, o.qty, o.filled, o.approved_ts, o.ref_price, o.reducing, o.origin_ts
-                )
+                upserts[cid] = _persisted(o)
         self._changed_orders.clear()
         return upserts, closed
+
+    def reservations(self, intents: Iterable[OrderIntent]) -> dict[str, PersistedOrder]:
+        """The open orders of just-approved ``intents``, as stored (the journal's records)."""
+        return {i.client_order_id: _persisted(self.open_orders[i.client_order_id]) for i in intents}
 
     def restore(self, p: PersistedState, open_orders: dict[str, PersistedOrder]) -> None:
         """Take over a state written by an earlier process; a new trading day since then rolls
@@ -511,12 +519,18 @@ class RiskEngine:
         pos = self.book.positions.get(symbol)  # seeded from the broker, no price yet
         return pos.avg_price if pos is not None else ZERO
 
-    def _symbols_at_risk(self) -> set[str]:
-        return {s for s in self.book.positions.keys() | self.pending.keys() if self.worst_case_qty(s)}
+    def _worst_cases(self) -> dict[str, Decimal]:
+        """``worst_case_qty`` of every symbol at risk (non-zero), each computed once."""
+        out = {}
+        for s in self.book.positions.keys() | self.pending.keys():
+            q = self.worst_case_qty(s)
+            if q:
+                out[s] = q
+        return out
 
-    def worst_case_gross(self, at_risk: set[str] | None = None) -> Decimal:
-        symbols = self._symbols_at_risk() if at_risk is None else at_risk
-        return sum((self.worst_case_qty(s) * self.exposure_price(s) for s in symbols), ZERO)
+    def worst_case_gross(self, worst: dict[str, Decimal] | None = None) -> Decimal:
+        cases = self._worst_cases() if worst is None else worst
+        return sum((q * self.exposure_price(s) for s, q in cases.items()), ZERO)
 
     def _limit_breach(
         self, symbol: str, side: Side, qty: Decimal, ref: Decimal
@@ -533,10 +547,10 @@ class RiskEngine:
         after = max(abs(pos + pend.buy + buy), abs(pos - pend.sell - sell))
         if after > lim.max_position_qty:
             return RejectReason.MAX_POSITION, f"worst case {after} > {lim.max_position_qty}"
-        at_risk = self._symbols_at_risk()
-        if symbol not in at_risk and len(at_risk) + 1 > lim.max_open_positions:
-            return RejectReason.MAX_OPEN_POSITIONS, f"{len(at_risk)} open"
-        gross = self.worst_case_gross(at_risk) + (after - self.worst_case_qty(symbol)) * ref
+        worst = self._worst_cases()
+        if symbol not in worst and len(worst) + 1 > lim.max_open_positions:
+            return RejectReason.MAX_OPEN_POSITIONS, f"{len(worst)} open"
+        gross = self.worst_case_gross(worst) + (after - worst.get(symbol, ZERO)) * ref
         if gross > lim.max_gross_exposure:
             return RejectReason.MAX_GROSS_EXPOSURE, f"worst case {cents(gross)} > {lim.max_gross_exposure}"
         return None

@@ -9,9 +9,10 @@ control port is not opened at all.
 State changes are published as ``RiskStatus`` by the socket thread.
 
 Durability (docs/risk.md): the engine's ``PersistedState`` and the last applied report_seq
-are written to ``risk.state_path`` after every change that matters — the approvals and
-reports of a batch in one transaction at its end, *before* its intents are published (group
-commit), a control *before* it is acknowledged, a state change before it is published. At
+are written to ``risk.state_path`` after every change that matters — a batch's approvals
+appended to the reservation journal *before* its intents are published, then its approvals
+and reports in one transaction (group commit), a control *before* it is acknowledged, a state
+change before it is published. At
 start the stored state is restored (same trading day: same latches), the broker's open
 orders are counted, and a resync with the execution-engine's outbox (``risk.resync``)
 delivers every report missed while down and replays every approved intent the engine never
@@ -125,7 +126,7 @@ class RiskService:
         # first resync has delivered them. A first start's book is the broker's, fresh.
         self._synced = not self.warm
         self._dirty = False  # reports applied since the state was last written
-        self._held: list[OrderIntent] = []  # approved in this batch, published once written
+        self._held: list[OrderIntent] = []  # approved in this batch, published once reserved
         self.health = Health(SERVICE)
         port = rs.http_port if http_port is None else http_port
         token = token_from_settings(rs)  # ConfigError naming the field, before anything binds
@@ -304,17 +305,21 @@ class RiskService:
         self._flush(pub)
 
     def _flush(self, pub: Publisher) -> None:
-        """Group commit: one write for the batch's reports and approvals, then the approved
-        intents are published (never before their reservation is written)."""
+        """The batch's approvals are appended to the reservation journal in one write and
+        published (never before their reservation is in the file); then one transaction
+        takes them with the batch's reports (group commit) and empties the journal."""
         if not (self._dirty or self._held):
             return
+        held, self._held = self._held, []
+        if held:
+            with self._lock:
+                self.store.reserve(self.engine.reservations(held))
+            for intent in held:
+                self._publish(pub, intent)
+            m.RISK_DECISIONS.inc(len(held))
         with self._lock:
             self._persist()
         self._dirty = False
-        held, self._held = self._held, []
-        for intent in held:
-            self._publish(pub, intent)
-        m.RISK_DECISIONS.inc(len(held))
 
     def _on_report(self, report: ExecutionReport) -> None:
         last = self.resync.last_seq
@@ -408,7 +413,7 @@ class RiskService:
         if decision is None:
             return
         if isinstance(decision, OrderIntent):
-            # Held until the batch's one commit (``_flush``): the reservation is on disk
+            # Held until the end of the batch (``_flush``): the reservation is in the file
             # before the order exists, and a burst of approvals shares one write.
             self._held.append(decision)
         else:

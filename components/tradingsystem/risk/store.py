@@ -8,14 +8,25 @@ once.
 
 WAL. A ``durable`` save (a control, a latch) is fsynced before it returns
 (``synchronous=FULL``), like every order of the execution store: an acknowledged halt is on
-disk. Approvals and reports are written with ``synchronous=NORMAL``: in the file before the
-intent is published, so a killed or OOM-killed process loses nothing, without an fsync on the
-order path (a machine crash can lose the last few ms; the next durable save or checkpoint
-syncs them).
+disk. Reports are written with ``synchronous=NORMAL``, without an fsync on the order path (a
+machine crash can lose the last few ms; the next durable save or checkpoint syncs them).
+
+Reservations (approved orders) reach the file before their intent is published, so a killed
+or OOM-killed process loses none, but not through a SQLite transaction: ``reserve`` appends
+them to a journal beside the database (``<path>-reserved``) in one ``write`` (the page
+cache, like ``NORMAL``), the intents are published, and the transaction that follows
+(``save``) empties the journal once it holds them. A start replays what the journal still
+holds into the table (``load``). A transaction costs ~60 us on a warm core and three times
+that on a core that was idle, as the risk manager's mostly is between signals; the write
+costs a few. Every ``save`` empties the journal after its commit, under the same lock, and
+the open orders it takes include every reservation appended before it, so an order in the
+journal is always either open in the table or not there yet; never closed.
 """
 
 from __future__ import annotations
 
+import os
+import struct
 import threading
 from pathlib import Path
 
@@ -40,6 +51,36 @@ CREATE TABLE IF NOT EXISTS risk_open_orders (
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(PersistedState).decode
 _decode_order = msgspec.msgpack.Decoder(PersistedOrder).decode
+_decode_reserved = msgspec.msgpack.Decoder(dict[str, PersistedOrder]).decode
+_FRAME = struct.Struct("<I")  # each journal write: length, then a msgpack {cid: order}
+
+
+def journal_path(path: Path | str) -> Path | None:
+    """The reservation journal beside ``path`` (None for an in-memory database)."""
+    return None if str(path) == ":memory:" else Path(f"{path}-reserved")
+
+
+def read_journal(path: Path | str) -> dict[str, PersistedOrder]:
+    """The reservations in the journal beside the database at ``path``; a torn last record
+    (a machine crash in the middle of a write) is dropped: its intent was never published."""
+    jpath = journal_path(path)
+    try:
+        data = jpath.read_bytes() if jpath is not None else b""
+    except FileNotFoundError:
+        return {}
+    out: dict[str, PersistedOrder] = {}
+    at = 0
+    while at + _FRAME.size <= len(data):
+        (n,) = _FRAME.unpack_from(data, at)
+        end = at + _FRAME.size + n
+        if end > len(data):
+            break
+        try:
+            out.update(_decode_reserved(data[at + _FRAME.size : end]))
+        except msgspec.DecodeError:
+            break
+        at = end
+    return out
 
 
 class RiskStore:
@@ -48,15 +89,47 @@ class RiskStore:
         self._tx = Transactions(self._db, "NORMAL")
         self._checkpointer = Checkpointer(path)
         self._lock = threading.Lock()
+        self._path = path
+        jpath = journal_path(path)
+        self._journal = (
+            None if jpath is None else os.open(jpath, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        )
+        self._journaled = False  # something was appended since the journal was last emptied
 
     def load(self) -> tuple[PersistedState, dict[str, PersistedOrder], int | None] | None:
-        """The stored state, open orders and last applied report_seq; None on a first start."""
+        """The stored state, open orders and last applied report_seq; None on a first start.
+        Reservations left in the journal (the process died between an intent's publish and
+        its transaction) are written into the table first."""
         with self._lock:
+            reserved = read_journal(self._path)
+            if reserved:
+                self._tx.begin(fsync=False)
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO risk_open_orders VALUES (?, ?)",
+                    [(cid, _encode(o)) for cid, o in reserved.items()],
+                )
+                self._db.execute("COMMIT")
+                self._truncate()
             row = self._db.execute("SELECT state, last_seq FROM risk_state WHERE id = 1").fetchone()
             orders = self._db.execute("SELECT client_order_id, open_order FROM risk_open_orders").fetchall()
         if row is None:
             return None
         return _decode(row[0]), {cid: _decode_order(blob) for cid, blob in orders}, row[1]
+
+    def reserve(self, orders: dict[str, PersistedOrder]) -> None:
+        """Append approved orders to the journal, in one write, before their intents are
+        published; the next ``save`` must take them (they are in the engine's changes)."""
+        if self._journal is None or not orders:
+            return
+        payload = _encode(orders)
+        with self._lock:
+            os.write(self._journal, _FRAME.pack(len(payload)) + payload)
+            self._journaled = True
+
+    def _truncate(self) -> None:
+        if self._journal is not None:
+            os.ftruncate(self._journal, 0)  # O_APPEND: the next write starts at 0 again
+        self._journaled = False
 
     def save(
         self,
@@ -87,11 +160,16 @@ class RiskStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            if self._journaled:  # every reservation appended so far is in this commit
+                self._truncate()
 
     def close(self) -> None:
         self._checkpointer.close()
         with self._lock:
             self._db.close()
+            if self._journal is not None:
+                os.close(self._journal)
+                self._journal = None
 
 
-__all__ = ["RiskStore"]
+__all__ = ["RiskStore", "journal_path", "read_journal"]
