@@ -212,6 +212,9 @@ class RateResult:
     seconds: float = 0.0
     signals: list[int] = field(default_factory=list)  # tick -> signal received here (ns)
     intents: list[int] = field(default_factory=list)  # tick -> approved order received here
+    # tick sent -> approved order published (the risk-manager's send stamp): the 2 service hops
+    # without the third, the delivery to a subscriber (this process), which ``intents`` adds.
+    approved: list[int] = field(default_factory=list)
     acks: list[int] = field(default_factory=list)  # tick -> first execution report received here
     # Per service hop, from the publishers' own send stamps (``ts``): tick sent -> signal
     # published, signal published -> intent published, intent published -> report published.
@@ -290,6 +293,7 @@ class LatencyBench:
                     self._signal_ts[(msg.symbol, msg.origin_ts)] = msg.ts
                 elif isinstance(msg, wire.OrderIntent):
                     res.intents.append(now - msg.origin_ts)
+                    res.approved.append(msg.ts - msg.origin_ts)
                     self._intent_cids.add(msg.client_order_id)
                     self._intent_ts[msg.client_order_id] = msg.ts
                     signal_ts = self._signal_ts.pop((msg.symbol, msg.origin_ts), None)
@@ -410,7 +414,7 @@ def latency(cfg: Config) -> LatencyResults:
                 # risk manager keeps them reserved and would replay them to the engine (it loses
                 # no approved intent). They are not part of this measurement: start it afresh.
                 pipe.stop_process("risk-manager")
-                for suffix in ("", "-wal", "-shm"):
+                for suffix in ("", "-wal", "-shm", "-reserved"):
                     Path(f"{settings.risk.state_path}{suffix}").unlink(missing_ok=True)
                 _start(pipe, "risk-manager", pub)
                 _start(pipe, "execution-engine", pub)
@@ -524,6 +528,7 @@ def latency_table(results: LatencyResults, cfg: Config) -> str:
             rows += [
                 _row(phase, "tick -> signal published (signal-bridge hop)", 1, r.signal_hop, raw_p),
                 _row("", "signal -> intent published (risk-manager hop)", 1, r.risk_hop, raw_p),
+                _row("", "tick -> approved order published (2 service hops)", 2, r.approved, raw_p),
                 _row("", "tick -> approved order received (end to end)", 3, r.intents, raw_p),
             ]
         if three is None:

@@ -289,6 +289,7 @@ class SignalBridgeSpec(_Model):
     )
     source: Literal["trades", "quotes", "bars"] = setting(settings.SignalSettings, "source")
     warmup_bars: int = setting(settings.SignalSettings, "warmup_bars")
+    publish_features: bool = setting(settings.SignalSettings, "publish_features")
     model: ModelSource | None = Field(
         default=None, description="a model file for the strategy, if it uses one"
     )

@@ -153,6 +153,7 @@ def service_config(owner: Owner, spec: TradingSystemSpec) -> dict[str, Any]:
         "params": dict(sb.params),
         "source": sb.source,
         "warmup_bars": sb.warmup_bars,
+        "publish_features": sb.publish_features,
     }
     if sb.model is not None:
         signals["model_path"] = f"{MODEL_DIR}/{sb.model.key}"

@@ -16,7 +16,9 @@ from tradingsystem.common import wire
 from tradingsystem.common.bus import Publisher, Subscriber
 from tradingsystem.common.config import BusSettings, ConfigError, Settings, SignalSettings
 from tradingsystem.common.runtime import Health, HttpEndpoint
-from tradingsystem.signals.service import SERVICE, SignalService
+from tradingsystem.signals.engine import SignalEngine
+from tradingsystem.signals.features import FEATURE_NAMES
+from tradingsystem.signals.service import SERVICE, SignalService, build_engine
 from tradingsystem_testing import eventually, free_port
 
 
@@ -75,8 +77,23 @@ def test_ticks_in_signals_out(running: tuple[Settings, Publisher, Subscriber, Si
     assert (sig.symbol, sig.action, sig.strategy) == ("AAPL", wire.Action.BUY, "ma_crossover")
     assert 0 < sig.strength <= 1 and sig.seq == 1 and sig.ts > 0
     assert prices[sig.origin_ts - 10_000] == sig.price and sig.origin_ts - 10_000 >= 30
-    assert {"ma_fast", "ma_slow", "rsi_14"} <= set(sig.features)
+    assert set(sig.features) == {"ma_fast", "ma_slow", "ma_spread_pct"}  # no model: the strategy's own
     assert metric("tradingsystem_signals_total", strategy="ma_crossover", action="buy") == emitted + 1
+
+
+def first_signal(engine: SignalEngine) -> wire.Signal:
+    for i, p in enumerate([100.0 - i for i in range(30)] + [71.0 + i for i in range(30)]):
+        sig = engine.on_tick(wire.Trade(symbol="AAPL", price=p, size=1, exch_ts=i))
+        if sig is not None:
+            return sig
+    raise AssertionError("no signal")
+
+
+def test_the_common_feature_set_is_sent_when_asked_for_and_decides_nothing() -> None:
+    plain = first_signal(build_engine(settings(free_port)))
+    full = first_signal(build_engine(settings(free_port, publish_features=True)))
+    assert set(full.features) == {*plain.features, *FEATURE_NAMES}
+    assert (full.action, full.price, full.strength) == (plain.action, plain.price, plain.strength)
 
 
 def test_malformed_payloads_and_gaps_are_counted(

@@ -165,6 +165,11 @@ class SignalSettings(_Section):
         "trades", description="which ticks feed the indicators"
     )
     warmup_bars: int = Field(0, ge=0, description="historical bars fetched at start to warm indicators")
+    publish_features: bool = Field(
+        False,
+        description="send the common feature set (RSI, MACD, Bollinger, ATR) in every signal; "
+        "always computed when a model is loaded, otherwise skipped: it is most of a tick's cost",
+    )
 
 
 @dataclass(frozen=True)

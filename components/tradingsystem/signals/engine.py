@@ -36,8 +36,9 @@ class SignalEngine:
         self.strategy_name = factory.name
         self.model = model
         self.vetoed = 0  # signals the model suppressed
-        # The common feature set only feeds the model and the signal's ``features`` field; a
-        # backtest without a model skips it (most of the per-tick cost), decisions unchanged.
+        # The common feature set only feeds the model and the signal's ``features`` field;
+        # without a model it is skipped unless asked for (``signals.publish_features``): it is
+        # most of the per-tick cost, and decisions do not depend on it.
         self._features = features or model is not None
 
     def knows(self, symbol: str) -> bool:

@@ -48,8 +48,12 @@ _TICK = (wire.Trade, wire.Quote, wire.Bar)  # built once: ``A | B | C`` is a new
 log = logging.getLogger(__name__)
 
 
-def build_engine(settings: Settings, *, features: bool = True) -> SignalEngine:
+def build_engine(settings: Settings, *, features: bool | None = None) -> SignalEngine:
+    """The engine of ``settings``; ``features`` (default: ``signals.publish_features``) asks
+    for the common feature set even without a model."""
     s = settings.signals
+    if features is None:
+        features = s.publish_features
     try:
         factory = StrategyFactory(s.strategy, s.params)
         model = LinearModel.load(s.model_path, available_features(factory)) if s.model_path else None
