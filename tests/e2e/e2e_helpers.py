@@ -118,11 +118,21 @@ def running_pipeline(settings: Settings, workdir: Path) -> Iterator[Pipeline]:
     """The simulator and the four services, started in order and always stopped.
 
     Config, logs and the execution store live in ``workdir`` (kept by pytest for a look
-    after a failure).
+    after a failure, but only the last few runs' and not on a CI machine: so a failure also
+    prints the end of every log, which pytest shows with the failure).
     """
     pipeline = Pipeline(settings, workdir=workdir)
     try:
         pipeline.start(timeout=90)
         yield pipeline
+    except BaseException:
+        print_log_tails(workdir)
+        raise
     finally:
         stop_and_check(pipeline)
+
+
+def print_log_tails(workdir: Path, lines: int = 40) -> None:
+    for log in sorted(workdir.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        print(f"\n--- last {len(tail)} lines of {log.name} ---", *tail, sep="\n")

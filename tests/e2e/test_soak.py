@@ -35,6 +35,7 @@ MAX_AGE_S = 8.0
 def test_random_sigkills_lose_and_duplicate_nothing(tmp_path: Path) -> None:
     seed = int(os.environ.get("TS_SOAK_SEED", time.time_ns() % 100_000))
     rng = random.Random(seed)
+    print(f"soak seed {seed} (again: TS_SOAK_SEED={seed})")  # shown with a failure
     settings = pipeline_settings(
         tmp_path,
         symbols=["AAPL", "MSFT"],
