@@ -146,13 +146,25 @@ def test_a_report_for_an_order_never_counted_here_moves_nothing() -> None:
     assert eng.book.qty("AAPL") == 0
 
 
-def test_only_changed_open_orders_are_written_and_closed_ones_deleted(tmp_path: Path) -> None:
+def quoted_with_store(tmp_path: Path) -> tuple[FakeClock, RiskEngine, RiskStore]:
+    """An engine with AAPL quoted at 100, and a store in ``tmp_path``."""
     clock = FakeClock()
     eng = make_engine(clock)
     eng.on_quote(quote("AAPL", 100.0))
+    return clock, eng, RiskStore(tmp_path / "risk.sqlite")
+
+
+def reserved(eng: RiskEngine, store: RiskStore) -> OrderIntent:
+    """One approval, journaled as the service does before publishing it."""
+    intent = approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
+    store.reserve(eng.reservations([intent]))
+    return intent
+
+
+def test_only_changed_open_orders_are_written_and_closed_ones_deleted(tmp_path: Path) -> None:
+    clock, eng, store = quoted_with_store(tmp_path)
     a = approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
     b = approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
-    store = RiskStore(tmp_path / "risk.sqlite")
     store.save(eng.export(), 1, clock(), eng.take_order_changes())
     eng.on_report(report(a, 10, 100.0))  # a closes
     upserts, closed = eng.take_order_changes()
@@ -166,13 +178,9 @@ def test_only_changed_open_orders_are_written_and_closed_ones_deleted(tmp_path: 
 def test_a_reservation_published_but_not_yet_committed_comes_back_from_the_journal(tmp_path: Path) -> None:
     # The process dies between the journal write (before the intent is published) and the
     # transaction that follows: the next start has the order open, reserved and replayable.
-    clock = FakeClock()
-    eng = make_engine(clock)
-    eng.on_quote(quote("AAPL", 100.0))
-    store = RiskStore(tmp_path / "risk.sqlite")
+    clock, eng, store = quoted_with_store(tmp_path)
     store.save(eng.export(), 3, clock(), eng.take_order_changes())
-    a = approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
-    store.reserve(eng.reservations([a]))
+    a = reserved(eng, store)
     store.close()  # no save: killed before its transaction
     again = RiskStore(tmp_path / "risk.sqlite")
     loaded = again.load()
@@ -185,12 +193,8 @@ def test_a_reservation_published_but_not_yet_committed_comes_back_from_the_journ
 
 
 def test_a_save_takes_the_journaled_reservations_and_empties_the_journal(tmp_path: Path) -> None:
-    clock = FakeClock()
-    eng = make_engine(clock)
-    eng.on_quote(quote("AAPL", 100.0))
-    store = RiskStore(tmp_path / "risk.sqlite")
-    a = approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
-    store.reserve(eng.reservations([a]))
+    clock, eng, store = quoted_with_store(tmp_path)
+    a = reserved(eng, store)
     assert set(read_journal(tmp_path / "risk.sqlite")) == {a.client_order_id}
     store.save(eng.export(), 1, clock(), eng.take_order_changes())
     journal = journal_path(tmp_path / "risk.sqlite")
@@ -201,12 +205,8 @@ def test_a_save_takes_the_journaled_reservations_and_empties_the_journal(tmp_pat
 
 
 def test_the_journal_never_brings_back_an_order_that_closed(tmp_path: Path) -> None:
-    clock = FakeClock()
-    eng = make_engine(clock)
-    eng.on_quote(quote("AAPL", 100.0))
-    store = RiskStore(tmp_path / "risk.sqlite")
-    a = approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
-    store.reserve(eng.reservations([a]))
+    clock, eng, store = quoted_with_store(tmp_path)
+    a = reserved(eng, store)
     store.save(eng.export(), 1, clock(), eng.take_order_changes())
     eng.on_report(report(a, 10, 100.0))  # filled: closed
     store.save(eng.export(), 2, clock(), eng.take_order_changes())
@@ -217,14 +217,9 @@ def test_the_journal_never_brings_back_an_order_that_closed(tmp_path: Path) -> N
 
 def test_a_torn_last_journal_record_is_dropped_and_the_ones_before_it_kept(tmp_path: Path) -> None:
     # A machine crash in the middle of a write: that intent was never published.
-    clock = FakeClock()
-    eng = make_engine(clock)
-    eng.on_quote(quote("AAPL", 100.0))
-    store = RiskStore(tmp_path / "risk.sqlite")
-    a = approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
-    b = approved(eng.on_signal(signal("AAPL", BUY, 100.0)))
-    store.reserve(eng.reservations([a]))
-    store.reserve(eng.reservations([b]))
+    _, eng, store = quoted_with_store(tmp_path)
+    a = reserved(eng, store)
+    reserved(eng, store)
     store.close()
     journal = journal_path(tmp_path / "risk.sqlite")
     assert journal is not None
