@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from risk_builders import FakeClock, make_engine, quote, report, signal
@@ -146,6 +147,10 @@ def test_a_report_for_an_order_never_counted_here_moves_nothing() -> None:
     assert eng.book.qty("AAPL") == 0
 
 
+def journaled(tmp_path: Path) -> set[str]:
+    return {cid for _, orders in read_journal(tmp_path / "risk.sqlite") for cid in orders}
+
+
 def quoted_with_store(tmp_path: Path) -> tuple[FakeClock, RiskEngine, RiskStore]:
     """An engine with AAPL quoted at 100, and a store in ``tmp_path``."""
     clock = FakeClock()
@@ -188,14 +193,14 @@ def test_a_reservation_published_but_not_yet_committed_comes_back_from_the_journ
     fresh = make_engine(clock)
     fresh.restore(loaded[0], loaded[1])
     assert fresh.replay_intent(a.client_order_id) == a and fresh.pending["AAPL"].buy == 10
-    assert read_journal(tmp_path / "risk.sqlite") == {}  # written into the table at load
+    assert read_journal(tmp_path / "risk.sqlite") == []  # written into the table at load
     again.close()
 
 
 def test_a_save_takes_the_journaled_reservations_and_empties_the_journal(tmp_path: Path) -> None:
     clock, eng, store = quoted_with_store(tmp_path)
     a = reserved(eng, store)
-    assert set(read_journal(tmp_path / "risk.sqlite")) == {a.client_order_id}
+    assert journaled(tmp_path) == {a.client_order_id}
     store.save(eng.export(), 1, clock(), eng.take_order_changes())
     journal = journal_path(tmp_path / "risk.sqlite")
     assert journal is not None and journal.stat().st_size == 0
@@ -224,4 +229,49 @@ def test_a_torn_last_journal_record_is_dropped_and_the_ones_before_it_kept(tmp_p
     journal = journal_path(tmp_path / "risk.sqlite")
     assert journal is not None
     journal.write_bytes(journal.read_bytes()[:-3])
-    assert set(read_journal(tmp_path / "risk.sqlite")) == {a.client_order_id}
+    assert journaled(tmp_path) == {a.client_order_id}
+
+
+def test_a_journal_left_behind_after_a_commit_brings_back_nothing_that_commit_held(tmp_path: Path) -> None:
+    # Killed between a commit and the journal's truncation, or a machine crash that kept the
+    # later commit but not the truncation: the stored record number says what is replayed.
+    clock, eng, store = quoted_with_store(tmp_path)
+    a = reserved(eng, store)
+    journal = journal_path(tmp_path / "risk.sqlite")
+    assert journal is not None
+    left_behind = journal.read_bytes()
+    store.save(eng.export(), 1, clock(), eng.take_order_changes())
+    eng.on_report(report(a, 10, 100.0))  # filled: closed, and that commit holds it
+    b = reserved(eng, store)  # and one the commit holds too, still open
+    store.save(eng.export(), 2, clock(), eng.take_order_changes())
+    c = reserved(eng, store)  # the journal's only record after the last commit
+    left_behind += journal.read_bytes()
+    store.close()
+    journal.write_bytes(left_behind)
+    loaded = RiskStore(tmp_path / "risk.sqlite").load()
+    assert loaded is not None and set(loaded[1]) == {b.client_order_id, c.client_order_id}
+
+
+def test_record_numbers_go_on_across_restarts(tmp_path: Path) -> None:
+    clock, eng, store = quoted_with_store(tmp_path)
+    reserved(eng, store)
+    store.save(eng.export(), 1, clock(), eng.take_order_changes())
+    store.close()
+    again = RiskStore(tmp_path / "risk.sqlite")
+    assert again.load() is not None
+    later = reserved(eng, again)
+    again.close()
+    assert [seq for seq, _ in read_journal(tmp_path / "risk.sqlite")] == [2]
+    loaded = RiskStore(tmp_path / "risk.sqlite").load()
+    assert loaded is not None and later.client_order_id in loaded[1]
+
+
+def test_a_state_file_from_before_the_journal_opens_and_keeps_its_state(tmp_path: Path) -> None:
+    clock, eng, store = quoted_with_store(tmp_path)
+    eng.control(ControlAction.HALT, "desk")
+    store.save(eng.export(), 4, clock(), eng.take_order_changes(), durable=True)
+    store.close()
+    with sqlite3.connect(tmp_path / "risk.sqlite") as db:  # the earlier schema: no record number
+        db.execute("ALTER TABLE risk_state DROP COLUMN reserved_seq")
+    loaded = RiskStore(tmp_path / "risk.sqlite").load()
+    assert loaded is not None and loaded[0].kill == "control: desk" and loaded[2] == 4

@@ -369,7 +369,7 @@ def test_every_approved_intent_is_reserved_in_the_file_before_it_is_published(ha
         intent = h.next_decision(OrderIntent)
         # Another reader, as a restart after a kill would read: the journal first, then the
         # table (a save empties the journal only after its commit holds the order).
-        journaled = read_journal(path)
+        journaled = {cid for _, orders in read_journal(path) for cid in orders}
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
             stored = db.execute(
                 "SELECT 1 FROM risk_open_orders WHERE client_order_id = ?", (intent.client_order_id,)

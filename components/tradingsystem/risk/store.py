@@ -18,9 +18,14 @@ cache, like ``NORMAL``), the intents are published, and the transaction that fol
 (``save``) empties the journal once it holds them. A start replays what the journal still
 holds into the table (``load``). A transaction costs ~60 us on a warm core and three times
 that on a core that was idle, as the risk manager's mostly is between signals; the write
-costs a few. Every ``save`` empties the journal after its commit, under the same lock, and
-the open orders it takes include every reservation appended before it, so an order in the
-journal is always either open in the table or not there yet; never closed.
+costs a few.
+
+Each journal record is numbered, and every transaction stores the number of the last one
+appended (``reserved_seq``): the open orders a ``save`` takes include every reservation
+appended before it, so a start replays only the records after the stored number. A record a
+transaction already holds is never replayed, even if the journal was not emptied (a kill
+between the commit and the truncation, or a machine crash that kept the commit but not the
+truncation): an order that has closed never comes back.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ CREATE TABLE IF NOT EXISTS risk_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     state BLOB NOT NULL,
     last_seq INTEGER,
-    ts INTEGER NOT NULL
+    ts INTEGER NOT NULL,
+    reserved_seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS risk_open_orders (
     client_order_id TEXT PRIMARY KEY,
@@ -51,8 +57,8 @@ CREATE TABLE IF NOT EXISTS risk_open_orders (
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(PersistedState).decode
 _decode_order = msgspec.msgpack.Decoder(PersistedOrder).decode
-_decode_reserved = msgspec.msgpack.Decoder(dict[str, PersistedOrder]).decode
-_FRAME = struct.Struct("<I")  # each journal write: length, then a msgpack {cid: order}
+_decode_record = msgspec.msgpack.Decoder(tuple[int, dict[str, PersistedOrder]]).decode
+_FRAME = struct.Struct("<I")  # each journal write: length, then msgpack [number, {cid: order}]
 
 
 def journal_path(path: Path | str) -> Path | None:
@@ -60,15 +66,16 @@ def journal_path(path: Path | str) -> Path | None:
     return None if str(path) == ":memory:" else Path(f"{path}-reserved")
 
 
-def read_journal(path: Path | str) -> dict[str, PersistedOrder]:
-    """The reservations in the journal beside the database at ``path``; a torn last record
-    (a machine crash in the middle of a write) is dropped: its intent was never published."""
+def read_journal(path: Path | str) -> list[tuple[int, dict[str, PersistedOrder]]]:
+    """The records (number, reservations) in the journal beside the database at ``path``; a
+    torn last record (a machine crash in the middle of a write) is dropped: its intent was
+    never published."""
     jpath = journal_path(path)
     try:
         data = jpath.read_bytes() if jpath is not None else b""
     except FileNotFoundError:
-        return {}
-    out: dict[str, PersistedOrder] = {}
+        return []
+    out = []
     at = 0
     while at + _FRAME.size <= len(data):
         (n,) = _FRAME.unpack_from(data, at)
@@ -76,7 +83,7 @@ def read_journal(path: Path | str) -> dict[str, PersistedOrder]:
         if end > len(data):
             break
         try:
-            out.update(_decode_reserved(data[at + _FRAME.size : end]))
+            out.append(_decode_record(data[at + _FRAME.size : end]))
         except msgspec.DecodeError:
             break
         at = end
@@ -95,21 +102,35 @@ class RiskStore:
             None if jpath is None else os.open(jpath, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         )
         self._journaled = False  # something was appended since the journal was last emptied
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(risk_state)")}
+        if "reserved_seq" not in columns:  # a state file from before the journal
+            self._db.execute("ALTER TABLE risk_state ADD COLUMN reserved_seq INTEGER NOT NULL DEFAULT 0")
+        row = self._db.execute("SELECT reserved_seq FROM risk_state WHERE id = 1").fetchone()
+        # The next record's number follows every number used so far, stored or journaled.
+        self._reserved_seq = max([row[0] if row else 0, *(seq for seq, _ in read_journal(path))])
 
     def load(self) -> tuple[PersistedState, dict[str, PersistedOrder], int | None] | None:
         """The stored state, open orders and last applied report_seq; None on a first start.
         Reservations left in the journal (the process died between an intent's publish and
         its transaction) are written into the table first."""
         with self._lock:
-            reserved = read_journal(self._path)
+            row = self._db.execute("SELECT reserved_seq FROM risk_state WHERE id = 1").fetchone()
+            covered = row[0] if row else 0
+            reserved = {
+                cid: o
+                for seq, orders in read_journal(self._path)
+                if seq > covered
+                for cid, o in orders.items()
+            }
             if reserved:
                 self._tx.begin(fsync=False)
                 self._db.executemany(
                     "INSERT OR IGNORE INTO risk_open_orders VALUES (?, ?)",
                     [(cid, _encode(o)) for cid, o in reserved.items()],
                 )
+                self._db.execute("UPDATE risk_state SET reserved_seq = ? WHERE id = 1", (self._reserved_seq,))
                 self._db.execute("COMMIT")
-                self._truncate()
+            self._truncate()
             row = self._db.execute("SELECT state, last_seq FROM risk_state WHERE id = 1").fetchone()
             orders = self._db.execute("SELECT client_order_id, open_order FROM risk_open_orders").fetchall()
         if row is None:
@@ -121,8 +142,9 @@ class RiskStore:
         published; the next ``save`` must take them (they are in the engine's changes)."""
         if self._journal is None or not orders:
             return
-        payload = _encode(orders)
         with self._lock:
+            self._reserved_seq += 1
+            payload = _encode((self._reserved_seq, orders))
             os.write(self._journal, _FRAME.pack(len(payload)) + payload)
             self._journaled = True
 
@@ -146,8 +168,9 @@ class RiskStore:
             self._tx.begin(fsync=durable)
             try:
                 self._db.execute(
-                    "INSERT OR REPLACE INTO risk_state (id, state, last_seq, ts) VALUES (1, ?, ?, ?)",
-                    (_encode(state), last_seq, ts),
+                    "INSERT OR REPLACE INTO risk_state (id, state, last_seq, ts, reserved_seq) "
+                    "VALUES (1, ?, ?, ?, ?)",
+                    (_encode(state), last_seq, ts, self._reserved_seq),
                 )
                 self._db.executemany(
                     "INSERT OR REPLACE INTO risk_open_orders VALUES (?, ?)",
@@ -160,7 +183,7 @@ class RiskStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            if self._journaled:  # every reservation appended so far is in this commit
+            if self._journaled:  # every record so far is in this commit: keep the file small
                 self._truncate()
 
     def close(self) -> None:
