@@ -10,8 +10,10 @@ Everything runs as real processes on real TCP loopback ZeroMQ:
   strategy a 1/2 EMA crossover, so every turn of the wave is exactly one signal: the signal rate
   is set independently of the tick rate. This process subscribes to signal-bridge (``Signal``),
   risk-manager (``OrderIntent``) and execution-engine (``ExecutionReport``) and takes
-  ``now - origin_ts`` from raw samples (end to end) and, per service hop, the difference of the
-  publishers' own send stamps (``ts``), joined by (symbol, origin_ts) and client_order_id.
+  ``now - origin_ts`` from raw samples (end to end: one more hop, to this process), the
+  approved order's own send stamp minus ``origin_ts`` (the two service hops) and, per service
+  hop, the difference of the publishers' send stamps (``ts``), joined by (symbol, origin_ts)
+  and client_order_id.
   Two phases: *2 hops* (no execution engine yet, ``order_rate`` orders/s), then *3 hops*
   (execution engine started, ``exec_order_rate`` orders/s: it makes every order durable with
   an fsync and submits serially over REST, so it takes fewer).
